@@ -1,0 +1,151 @@
+//! The command line: `serve`, `migrate`, `seed`, `schema`, `token`.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+use crate::auth::JwtKeys;
+use crate::config::{Config, LogFormat, Settings};
+use crate::store::{redact_url, seed, Store};
+use crate::{graph, server};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "commerce-graph",
+    version,
+    about = "A GraphQL federation subgraph for a product/order graph"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the graph over HTTP (migrates, and seeds an empty database in
+    /// development).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Fill an empty database with deterministic demo data.
+    Seed {
+        /// Size of the data: 1 is 1,000 products, 10 is 10,000.
+        #[arg(long, default_value_t = 1)]
+        scale: u32,
+    },
+    /// Print the subgraph SDL (Federation v2) on stdout.
+    Schema,
+    /// Print a bearer token signed with the configured secret.
+    Token {
+        /// The customer id the token names.
+        #[arg(long)]
+        customer: Option<i64>,
+        /// Give the token the `admin` scope.
+        #[arg(long)]
+        admin: bool,
+        /// How long the token is valid: seconds, or a number with s, m, h or d.
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::resolve(&cli.settings)?;
+    init_tracing(config.log_format);
+    match cli.command {
+        Command::Serve => server::serve(config).await,
+        Command::Migrate => {
+            let store = open(&config).await?;
+            store.migrate().await.context("migrating the database")?;
+            eprintln!("migrated {}", redact_url(&config.database_url));
+            Ok(())
+        }
+        Command::Seed { scale } => {
+            let store = open(&config).await?;
+            store.migrate().await.context("migrating the database")?;
+            let report = seed::seed(&store, scale).await.context("seeding")?;
+            eprintln!("seeded {}: {report}", redact_url(&config.database_url));
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", graph::subgraph_sdl(&graph::build_schema()));
+            Ok(())
+        }
+        Command::Token {
+            customer,
+            admin,
+            ttl,
+        } => {
+            if customer.is_none() && !admin {
+                bail!("give --customer ID, --admin, or both");
+            }
+            if customer.is_some_and(|id| id <= 0) {
+                bail!("--customer must be a positive customer id");
+            }
+            let keys = JwtKeys::hs256(config.jwt_secret.as_bytes());
+            println!("{}", keys.mint(customer, admin, ttl));
+            Ok(())
+        }
+    }
+}
+
+pub(crate) async fn open(config: &Config) -> anyhow::Result<Store> {
+    Store::connect(&config.database_url, config.db_max_connections)
+        .await
+        .with_context(|| format!("opening {}", redact_url(&config.database_url)))
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COMMERCE_GRAPH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests) is harmless: keep the first.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 3600, 90s, 30m, 12h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+    };
+    if number == 0 {
+        return Err("a token must live longer than 0 seconds".into());
+    }
+    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_read_like_people_write_them() {
+        assert_eq!(parse_ttl("3600").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_ttl("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(604_800));
+        assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+}

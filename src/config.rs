@@ -1,0 +1,292 @@
+//! Configuration, from (lowest to highest precedence) built-in defaults, an
+//! optional TOML file (`--config`), `COMMERCE_GRAPH_*` environment variables
+//! and command-line flags. The defaults run on a laptop: listen on
+//! 127.0.0.1:4000, SQLite under `./data/`, seed an empty database.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+/// The JWT secret used when none is configured, in development only.
+pub const DEVELOPMENT_JWT_SECRET: &str = "commerce-graph-development-secret-not-for-production";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Readable logs, GraphiQL on, a development JWT secret if none is given,
+    /// the demo data seeded into an empty database.
+    Development,
+    /// JSON logs, GraphiQL off unless enabled, a JWT secret required, nothing
+    /// seeded.
+    Production,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings every subcommand shares. Each flag also reads its environment
+/// variable; each can also be set in the `--config` file (same names, with
+/// underscores: `database_url = "…"`).
+#[derive(Args, Debug, Default, Clone)]
+pub struct Settings {
+    /// TOML file with settings (flags and environment variables override it).
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:4000].
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub listen: Option<SocketAddr>,
+
+    /// sqlite://PATH or postgres://… [default: sqlite://data/commerce.db].
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_DATABASE_URL",
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+
+    /// development or production [default: development].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_PROFILE")]
+    pub profile: Option<Profile>,
+
+    /// HS256 secret for bearer tokens (required in production).
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_JWT_SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Database connections in the pool [default: 16].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+
+    /// Largest request body accepted, in bytes [default: 1048576].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// Origins allowed to call the API from browsers, comma-separated, or `*`
+    /// [default: none: same origin only].
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Option<Vec<String>>,
+
+    /// Serve GraphiQL at GET /graphql to browsers [default: on in development].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_GRAPHIQL")]
+    pub graphiql: Option<bool>,
+
+    /// Seed the demo data into an empty database when serving
+    /// [default: on in development].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_SEED_ON_START")]
+    pub seed_on_start: Option<bool>,
+
+    /// Log as text or json [default: text in development, json in production].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Send `x-sql-statements` (statements the request ran) with each GraphQL
+    /// response [default: on in development].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_EXPOSE_SQL_STATEMENTS")]
+    pub expose_sql_statements: Option<bool>,
+}
+
+/// The same settings as read from the `--config` file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+    profile: Option<Profile>,
+    jwt_secret: Option<String>,
+    db_max_connections: Option<u32>,
+    max_body_bytes: Option<usize>,
+    cors_origins: Option<Vec<String>>,
+    graphiql: Option<bool>,
+    seed_on_start: Option<bool>,
+    log_format: Option<LogFormat>,
+    expose_sql_statements: Option<bool>,
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub profile: Profile,
+    pub jwt_secret: String,
+    /// True when `jwt_secret` is the built-in development secret.
+    pub jwt_secret_is_default: bool,
+    pub db_max_connections: u32,
+    pub max_body_bytes: usize,
+    pub cors_origins: Vec<String>,
+    pub graphiql: bool,
+    pub seed_on_start: bool,
+    pub log_format: LogFormat,
+    pub expose_sql_statements: bool,
+}
+
+impl Config {
+    /// Resolves flags and environment (already merged by clap in `settings`)
+    /// over the config file over the defaults.
+    pub fn resolve(settings: &Settings) -> anyhow::Result<Config> {
+        let file = match &settings.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let profile = settings
+            .profile
+            .or(file.profile)
+            .unwrap_or(Profile::Development);
+        let development = profile == Profile::Development;
+        let jwt_secret = settings.jwt_secret.clone().or(file.jwt_secret);
+        if let Some(secret) = &jwt_secret {
+            if secret.len() < 16 {
+                bail!("the JWT secret must be at least 16 bytes long");
+            }
+        }
+        if jwt_secret.is_none() && !development {
+            bail!(
+                "the production profile needs a JWT secret: set COMMERCE_GRAPH_JWT_SECRET \
+                 or --jwt-secret"
+            );
+        }
+        Ok(Config {
+            listen: settings
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4000))),
+            database_url: settings
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .unwrap_or_else(|| "sqlite://data/commerce.db".to_string()),
+            profile,
+            jwt_secret_is_default: jwt_secret.is_none(),
+            jwt_secret: jwt_secret.unwrap_or_else(|| DEVELOPMENT_JWT_SECRET.to_string()),
+            db_max_connections: settings
+                .db_max_connections
+                .or(file.db_max_connections)
+                .unwrap_or(16),
+            max_body_bytes: settings
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(1024 * 1024),
+            cors_origins: settings
+                .cors_origins
+                .clone()
+                .or(file.cors_origins)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            graphiql: settings.graphiql.or(file.graphiql).unwrap_or(development),
+            seed_on_start: settings
+                .seed_on_start
+                .or(file.seed_on_start)
+                .unwrap_or(development),
+            log_format: settings
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(if development {
+                    LogFormat::Text
+                } else {
+                    LogFormat::Json
+                }),
+            expose_sql_statements: settings
+                .expose_sql_statements
+                .or(file.expose_sql_statements)
+                .unwrap_or(development),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_on_a_laptop() {
+        let config = Config::resolve(&Settings::default()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:4000");
+        assert_eq!(config.database_url, "sqlite://data/commerce.db");
+        assert_eq!(config.profile, Profile::Development);
+        assert!(config.graphiql && config.seed_on_start && config.jwt_secret_is_default);
+        assert!(config.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:5000\"\ndatabase_url = \"sqlite://file.db\"\ngraphiql = false\n",
+        )
+        .unwrap();
+        let settings = Settings {
+            config: Some(path),
+            database_url: Some("sqlite://flag.db".into()),
+            ..Default::default()
+        };
+        let config = Config::resolve(&settings).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(config.database_url, "sqlite://flag.db");
+        assert!(!config.graphiql);
+    }
+
+    #[test]
+    fn production_needs_a_real_secret_and_unknown_file_keys_are_errors() {
+        let settings = Settings {
+            profile: Some(Profile::Production),
+            ..Default::default()
+        };
+        assert!(Config::resolve(&settings).is_err());
+        let settings = Settings {
+            profile: Some(Profile::Production),
+            jwt_secret: Some("0123456789abcdef0123".into()),
+            ..Default::default()
+        };
+        let config = Config::resolve(&settings).unwrap();
+        assert!(!config.graphiql && !config.seed_on_start);
+        assert_eq!(config.log_format, LogFormat::Json);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:5000\"\n").unwrap();
+        let settings = Settings {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(Config::resolve(&settings).is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! The errors resolvers return, each with a stable `extensions.code`.
+//!
+//! `ApiError` deliberately does not implement `Display`: async-graphql converts
+//! any `Display` type into an error carrying its text, which would let a database
+//! message reach a client through a stray `?`. This type converts only through
+//! the `From` below, which sets the code and keeps internal details in the log.
+
+use async_graphql::ErrorExtensions;
+
+use crate::store::StoreError;
+
+/// The stable codes of errors raised while resolving fields.
+pub mod code {
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const INVALID_CURSOR: &str = "INVALID_CURSOR";
+    pub const PAGE_SIZE_EXCEEDED: &str = "PAGE_SIZE_EXCEEDED";
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+}
+
+#[derive(Clone, Debug)]
+pub enum ApiError {
+    /// An argument the schema accepts but the server cannot use (an ID that is
+    /// not a number, a negative page size).
+    BadUserInput(String),
+    /// A cursor this server did not issue, or one issued for another listing.
+    InvalidCursor {
+        argument: &'static str,
+    },
+    /// A page size above the field's maximum: refused, not silently clamped.
+    PageSizeExceeded {
+        argument: &'static str,
+        requested: i64,
+        max: i64,
+    },
+    Unauthenticated(&'static str),
+    Forbidden(&'static str),
+    /// Something broke below the API; details are in the server log only.
+    Internal,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadUserInput(_) => code::BAD_USER_INPUT,
+            ApiError::InvalidCursor { .. } => code::INVALID_CURSOR,
+            ApiError::PageSizeExceeded { .. } => code::PAGE_SIZE_EXCEEDED,
+            ApiError::Unauthenticated(_) => code::UNAUTHENTICATED,
+            ApiError::Forbidden(_) => code::FORBIDDEN,
+            ApiError::Internal => code::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::BadUserInput(message) => message.clone(),
+            ApiError::InvalidCursor { argument } => format!(
+                "`{argument}` is not a cursor issued by this server for this listing; \
+                 use a `cursor` or `endCursor` from a previous page"
+            ),
+            ApiError::PageSizeExceeded {
+                argument,
+                requested,
+                max,
+            } => format!("`{argument}` may be at most {max}, got {requested}"),
+            ApiError::Unauthenticated(message) | ApiError::Forbidden(message) => {
+                (*message).to_string()
+            }
+            ApiError::Internal => "Internal server error".to_string(),
+        }
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(error: ApiError) -> Self {
+        let extended = async_graphql::Error::new(error.message()).extend_with(|_, e| {
+            e.set("code", error.code());
+        });
+        match error {
+            ApiError::PageSizeExceeded {
+                argument,
+                requested,
+                max,
+            } => extended.extend_with(|_, e| {
+                e.set("argument", argument);
+                e.set("limit", max);
+                e.set("requested", requested);
+            }),
+            ApiError::InvalidCursor { argument } => {
+                extended.extend_with(|_, e| e.set("argument", argument))
+            }
+            _ => extended,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(error = %error, "store failure while resolving a request");
+        ApiError::Internal
+    }
+}

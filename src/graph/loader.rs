@@ -1,0 +1,138 @@
+//! The request's DataLoader: one per GraphQL request, never shared between
+//! requests (so nothing cached for one viewer can reach another).
+//!
+//! A single `DataLoader<StoreLoader>` serves every relation: async-graphql
+//! batches per key type, so each key type below (declared beside the GraphQL
+//! type it loads) is its own batch and its own SQL statement.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Duration;
+
+use async_graphql::dataloader::{DataLoader, HashMapCache};
+use async_graphql::Context;
+
+use super::batching::RequestActivity;
+use super::error::ApiError;
+use crate::auth::Viewer;
+use crate::store::{Store, MAX_IDS_PER_STATEMENT};
+
+pub struct StoreLoader {
+    pub(crate) store: Store,
+}
+
+pub type RequestLoader = DataLoader<StoreLoader, HashMapCache>;
+
+/// A fresh loader over `store` (which should be a request-scoped handle, so its
+/// statement counter belongs to the request). Its batches are sent when the
+/// request's execution, tracked by `activity`, goes idle (see `batching`),
+/// not after a fixed delay.
+pub fn request_loader(store: Store, activity: RequestActivity) -> RequestLoader {
+    let spawner = move |batch: futures::future::BoxFuture<'static, ()>| {
+        let activity = activity.clone();
+        tokio::spawn(async move {
+            activity.settled().await;
+            batch.await;
+        })
+    };
+    DataLoader::with_cache(StoreLoader { store }, spawner, HashMapCache::default())
+        .delay(Duration::ZERO)
+        // A full batch goes out at once and is still one statement.
+        .max_batch_size(MAX_IDS_PER_STATEMENT)
+}
+
+/// The request's loader. Every request built by the HTTP layer carries one.
+pub(crate) fn loader<'a>(ctx: &Context<'a>) -> Result<&'a RequestLoader, ApiError> {
+    ctx.data::<RequestLoader>().map_err(|_| {
+        tracing::error!("a request reached the resolvers without its DataLoader");
+        ApiError::Internal
+    })
+}
+
+/// The request's store handle (the loader's, so statements are counted).
+pub(crate) fn store<'a>(ctx: &Context<'a>) -> Result<&'a Store, ApiError> {
+    Ok(&loader(ctx)?.loader().store)
+}
+
+pub(crate) fn viewer(ctx: &Context<'_>) -> Viewer {
+    ctx.data::<Viewer>().copied().unwrap_or_default()
+}
+
+/// Requires the viewer to be `customer_id` or an admin.
+pub(crate) fn require_owner_or_admin(viewer: Viewer, customer_id: i64) -> Result<(), ApiError> {
+    if viewer.may_see_customer(customer_id) {
+        Ok(())
+    } else if viewer.is_authenticated() {
+        Err(ApiError::Forbidden(
+            "only the customer it belongs to or an admin may see this",
+        ))
+    } else {
+        Err(ApiError::Unauthenticated(
+            "sign in (send a bearer token) to see this",
+        ))
+    }
+}
+
+/// Splits keys that carry parameters (`first`, `after`, a filter) into groups
+/// with equal parameters, so each group is one statement over all its parents.
+/// Groups come out in the order their first key came in.
+pub(crate) fn group_by_params<K, P>(
+    keys: &[K],
+    split: impl Fn(&K) -> (i64, P),
+) -> Vec<(P, Vec<i64>)>
+where
+    P: Eq + Hash + Clone,
+{
+    let mut index: HashMap<P, usize> = HashMap::new();
+    let mut groups: Vec<(P, Vec<i64>)> = Vec::new();
+    for key in keys {
+        let (parent, params) = split(key);
+        match index.get(&params) {
+            Some(&i) => groups[i].1.push(parent),
+            None => {
+                index.insert(params.clone(), groups.len());
+                groups.push((params, vec![parent]));
+            }
+        }
+    }
+    groups
+}
+
+/// Distributes child rows to their parents' keys; every key gets an entry, so a
+/// parent without children loads as an empty list rather than "missing".
+pub(crate) fn collect_children<K, R>(
+    keys: impl IntoIterator<Item = K>,
+    rows: impl IntoIterator<Item = R>,
+    key_of: impl Fn(&R) -> K,
+) -> HashMap<K, Vec<R>>
+where
+    K: Eq + Hash,
+{
+    let mut map: HashMap<K, Vec<R>> = keys.into_iter().map(|k| (k, Vec::new())).collect();
+    for row in rows {
+        if let Some(children) = map.get_mut(&key_of(&row)) {
+            children.push(row);
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_with_equal_params_share_a_group() {
+        let keys = [(1, 10), (2, 5), (3, 10)];
+        let groups = group_by_params(&keys, |&(id, first)| (id, first));
+        assert_eq!(groups, vec![(10, vec![1, 3]), (5, vec![2])]);
+    }
+
+    #[test]
+    fn parents_without_children_get_empty_lists() {
+        let map = collect_children([1, 2], [(1, 'a'), (1, 'b'), (9, 'z')], |r| r.0);
+        assert_eq!(map[&1].len(), 2);
+        assert!(map[&2].is_empty());
+        assert!(!map.contains_key(&9));
+    }
+}

@@ -1,0 +1,78 @@
+//! The GraphQL schema: one module per domain (catalog, customers, orders),
+//! merged into one Query; federation v2 entities; error codes for every error.
+
+mod batching;
+pub mod catalog;
+pub mod customers;
+mod error;
+mod error_codes;
+mod loader;
+pub mod orders;
+mod pagination;
+
+use async_graphql::{
+    EmptyMutation, EmptySubscription, MergedObject, Request, Response, SDLExportOptions, Schema,
+};
+use batching::{RequestActivity, Tracked};
+
+pub use error::{code, ApiError};
+pub use error_codes::ExecutionStarted;
+pub use loader::{request_loader, RequestLoader};
+
+use crate::auth::Viewer;
+use crate::store::Store;
+
+#[derive(MergedObject, Default)]
+pub struct Query(
+    catalog::CatalogQuery,
+    customers::CustomerQuery,
+    orders::OrderQuery,
+);
+
+pub type AppSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+pub fn build_schema() -> AppSchema {
+    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+        .enable_federation()
+        .extension(error_codes::ErrorCodes)
+        .finish()
+}
+
+/// The subgraph SDL (`_service { sdl }`, `schema/schema.graphql`): Federation v2
+/// with `@link`.
+pub fn subgraph_sdl(schema: &AppSchema) -> String {
+    schema.sdl_with_options(SDLExportOptions::new().federation())
+}
+
+/// What one request's execution owns: its store handle (and statement
+/// counter), whether execution started, and its batching activity.
+pub struct RequestScope {
+    pub store: Store,
+    pub started: ExecutionStarted,
+    activity: RequestActivity,
+}
+
+impl RequestScope {
+    /// Attaches what a request's resolvers need: who is asking, and a fresh
+    /// DataLoader over a store handle whose statement counter is the request's.
+    pub fn new(request: Request, store: &Store, viewer: Viewer) -> (Request, RequestScope) {
+        let scope = RequestScope {
+            store: store.scoped(),
+            started: ExecutionStarted::default(),
+            activity: RequestActivity::default(),
+        };
+        let request = request
+            .data(viewer)
+            .data(request_loader(scope.store.clone(), scope.activity.clone()))
+            .data(scope.started.clone());
+        (request, scope)
+    }
+
+    /// Runs the request, tracking its activity so loader batches go out when
+    /// it is idle, and gives every error a code.
+    pub async fn execute(&self, schema: &AppSchema, request: Request) -> Response {
+        let mut response = Tracked::new(schema.execute(request), self.activity.clone()).await;
+        self.started.assign_missing_codes(&mut response);
+        response
+    }
+}

@@ -1,0 +1,426 @@
+//! `/graphql` over HTTP, following the GraphQL-over-HTTP specification:
+//! POST with `application/json`, GET with query parameters (queries only),
+//! `application/graphql-response+json` (with its status codes) or
+//! `application/json` (always 200 for a GraphQL result) by `Accept`.
+//! Browsers asking for HTML get GraphiQL.
+
+use std::collections::BTreeMap;
+
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{ServerError, Value, Variables};
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::problem::{codes, Problem};
+use super::{graphiql, AppState, REQUEST_ID};
+use crate::auth::Viewer;
+use crate::graph;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
+const JSON: &str = "application/json; charset=utf-8";
+
+/// The response media type the client accepts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum MediaType {
+    /// `application/graphql-response+json`: request errors get 4xx statuses.
+    GraphqlResponse,
+    /// `application/json`: every GraphQL result is 200.
+    Json,
+}
+
+impl MediaType {
+    fn content_type(self) -> &'static str {
+        match self {
+            MediaType::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
+            MediaType::Json => JSON,
+        }
+    }
+
+    /// Reads `Accept`. No header (or an empty one) means `application/json`,
+    /// what legacy clients expect; a header naming neither JSON type nor a
+    /// wildcard is not acceptable.
+    fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
+        let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+            return Some(MediaType::Json);
+        };
+        if accept.trim().is_empty() {
+            return Some(MediaType::Json);
+        }
+        let mut json = false;
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let refused = parts.any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+            });
+            if refused {
+                continue;
+            }
+            match essence.as_str() {
+                "application/graphql-response+json" => return Some(MediaType::GraphqlResponse),
+                "application/json" | "application/*" | "*/*" => json = true,
+                _ => {}
+            }
+        }
+        json.then_some(MediaType::Json)
+    }
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// The parameters of a GraphQL request, from a JSON body or a query string.
+/// Unknown keys are ignored, as the GraphQL-over-HTTP spec asks.
+#[derive(Deserialize, Debug, Default)]
+struct Params {
+    query: Option<String>,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+    variables: Option<serde_json::Value>,
+    #[allow(dead_code)]
+    extensions: Option<serde_json::Value>,
+}
+
+/// The same parameters in a GET query string, where `variables` and
+/// `extensions` are JSON text.
+#[derive(Deserialize, Debug, Default)]
+struct QueryString {
+    query: Option<String>,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub async fn post_graphql(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let request_id = request_id(&headers);
+    let Some(media) = MediaType::negotiate(&headers) else {
+        return not_acceptable().into_response(&request_id, JSON);
+    };
+    match read_post(&app, &headers, body).await {
+        Ok(params) => execute(&app, &headers, params, Method::POST, media, &request_id).await,
+        Err(problem) => problem.into_response(&request_id, media.content_type()),
+    }
+}
+
+pub async fn get_graphql(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let request_id = request_id(&headers);
+    let raw = raw.unwrap_or_default();
+    if app.config.graphiql && accepts_html(&headers) && !raw.contains("query=") {
+        return graphiql::page();
+    }
+    let Some(media) = MediaType::negotiate(&headers) else {
+        return not_acceptable().into_response(&request_id, JSON);
+    };
+    match read_get(&raw) {
+        Ok(params) => execute(&app, &headers, params, Method::GET, media, &request_id).await,
+        Err(problem) => problem.into_response(&request_id, media.content_type()),
+    }
+}
+
+fn not_acceptable() -> Problem {
+    Problem::new(
+        StatusCode::NOT_ACCEPTABLE,
+        codes::NOT_ACCEPTABLE,
+        "responses are application/graphql-response+json or application/json; \
+         the Accept header allows neither",
+    )
+}
+
+async fn read_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Params, Problem> {
+    // Only JSON bodies: a form-encoded or text/plain POST is a "simple"
+    // request a foreign page can send without a CORS preflight (CSRF).
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            codes::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "POST bodies must be application/json, got {:?}",
+                if content_type.is_empty() {
+                    "nothing"
+                } else {
+                    content_type
+                }
+            ),
+        ));
+    }
+    let limit = app.config.max_body_bytes;
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    // A body that exceeds the limit while streaming is cut off here, whatever
+    // Content-Length claimed.
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    match value {
+        serde_json::Value::Object(_) => serde_json::from_value(value).map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_REQUEST,
+                format!("the request body is not a GraphQL request: {e}"),
+            )
+        }),
+        serde_json::Value::Array(_) => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            codes::BATCHING_NOT_SUPPORTED,
+            "batched requests (a JSON array) are not accepted; send one operation per request",
+        )),
+        _ => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            "the request body must be a JSON object with a `query`",
+        )),
+    }
+}
+
+fn read_get(raw: &str) -> Result<Params, Problem> {
+    let bad = |message: String| Problem::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
+    let query: QueryString = serde_urlencoded::from_str(raw)
+        .map_err(|e| bad(format!("the query string is malformed: {e}")))?;
+    let json = |name: &str, text: Option<String>| -> Result<Option<serde_json::Value>, Problem> {
+        text.filter(|t| !t.is_empty())
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| bad(format!("the `{name}` parameter is not valid JSON: {e}")))
+    };
+    Ok(Params {
+        query: query.query,
+        operation_name: query.operation_name,
+        variables: json("variables", query.variables)?,
+        extensions: json("extensions", query.extensions)?,
+    })
+}
+
+/// Reads the bearer token, if any. A token that is present but invalid is an
+/// error: never silently anonymous.
+fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Viewer, Problem> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Viewer::anonymous());
+    };
+    let value = value.to_str().unwrap_or("");
+    app.jwt.verify_header(value).map_err(|e| {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            codes::UNAUTHENTICATED,
+            e.to_string(),
+        )
+        .with_header(header::WWW_AUTHENTICATE, "Bearer")
+    })
+}
+
+/// Which kind of operation the request would run, if its document parses
+/// and the operation can be selected (otherwise execution reports why).
+fn operation_type(query: &str, operation_name: Option<&str>) -> Option<OperationType> {
+    let document = async_graphql::parser::parse_query(query).ok()?;
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        _ => None,
+    }
+}
+
+#[derive(Serialize)]
+struct Body_<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: &'a Vec<ServerError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extensions: &'a BTreeMap<String, Value>,
+}
+
+async fn execute(
+    app: &AppState,
+    headers: &HeaderMap,
+    params: Params,
+    method: Method,
+    media: MediaType,
+    request_id: &str,
+) -> Response {
+    let content_type = media.content_type();
+    let viewer = match authenticate(app, headers) {
+        Ok(viewer) => viewer,
+        Err(problem) => return problem.into_response(request_id, content_type),
+    };
+    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            "the request has no `query`",
+        )
+        .into_response(request_id, content_type);
+    };
+    let variables = match params.variables {
+        None | Some(serde_json::Value::Null) => Variables::default(),
+        Some(value @ serde_json::Value::Object(_)) => Variables::from_json(value),
+        Some(_) => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_REQUEST,
+                "`variables` must be a JSON object",
+            )
+            .into_response(request_id, content_type)
+        }
+    };
+    if method == Method::GET {
+        let ty = operation_type(&query, params.operation_name.as_deref());
+        if matches!(
+            ty,
+            Some(OperationType::Mutation | OperationType::Subscription)
+        ) {
+            return Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                codes::METHOD_NOT_ALLOWED,
+                "only queries may be sent with GET; send mutations with POST",
+            )
+            .with_header(header::ALLOW, "POST")
+            .into_response(request_id, content_type);
+        }
+    }
+
+    let mut request = async_graphql::Request::new(query).variables(variables);
+    if let Some(name) = params.operation_name.filter(|n| !n.is_empty()) {
+        request = request.operation_name(name);
+    }
+    let (request, scope) = graph::RequestScope::new(request, &app.store, viewer);
+    let mut response = scope.execute(&app.schema, request).await;
+    for error in &mut response.errors {
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("requestId", request_id);
+    }
+
+    // A request refused before execution (parse, validation, operation
+    // selection) has no `data` entry at all, per the spec.
+    let executed = scope.started.get();
+    let status = if !executed && media == MediaType::GraphqlResponse {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = Body_ {
+        errors: &response.errors,
+        data: executed.then_some(&response.data),
+        extensions: &response.extensions,
+    };
+    let bytes = match serde_json::to_vec(&body) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::error!(%error, "cannot serialize a GraphQL response");
+            return Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                graph::code::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            )
+            .into_response(request_id, content_type);
+        }
+    };
+    let mut http = (status, bytes).into_response();
+    let out = http.headers_mut();
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    out.insert(
+        header::VARY,
+        HeaderValue::from_static("accept, authorization"),
+    );
+    if app.config.expose_sql_statements {
+        out.insert(
+            "x-sql-statements",
+            HeaderValue::from(scope.store.statements()),
+        );
+    }
+    http
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn accept_header_picks_the_media_type() {
+        assert_eq!(
+            MediaType::negotiate(&HeaderMap::new()),
+            Some(MediaType::Json)
+        );
+        assert_eq!(
+            MediaType::negotiate(&accept(
+                "application/graphql-response+json, application/json;q=0.9"
+            )),
+            Some(MediaType::GraphqlResponse)
+        );
+        assert_eq!(MediaType::negotiate(&accept("*/*")), Some(MediaType::Json));
+        assert_eq!(MediaType::negotiate(&accept("text/html")), None);
+        assert_eq!(
+            MediaType::negotiate(&accept(
+                "application/graphql-response+json;q=0, application/json"
+            )),
+            Some(MediaType::Json)
+        );
+    }
+
+    #[test]
+    fn operation_type_follows_the_selected_operation() {
+        let doc = "query A { a } mutation B { b }";
+        assert_eq!(
+            operation_type(doc, Some("B")),
+            Some(OperationType::Mutation)
+        );
+        assert_eq!(operation_type(doc, Some("A")), Some(OperationType::Query));
+        assert_eq!(operation_type(doc, None), None);
+        assert_eq!(operation_type("{ a }", None), Some(OperationType::Query));
+        assert_eq!(operation_type("{", None), None);
+    }
+}

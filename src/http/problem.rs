@@ -1,0 +1,62 @@
+//! Errors refused at the HTTP level, before GraphQL runs, as GraphQL-shaped
+//! bodies (`{"errors":[{"message","extensions":{"code","requestId"}}]}`) so
+//! clients parse one format whatever went wrong.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// The stable codes of errors raised by the HTTP layer.
+pub mod codes {
+    pub const BAD_REQUEST: &str = "BAD_REQUEST";
+    pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+    pub const NOT_ACCEPTABLE: &str = "NOT_ACCEPTABLE";
+    pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
+    pub const BATCHING_NOT_SUPPORTED: &str = "BATCHING_NOT_SUPPORTED";
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+}
+
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// One extra response header (`Allow`, `WWW-Authenticate`).
+    pub header: Option<(header::HeaderName, &'static str)>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            code,
+            message: message.into(),
+            header: None,
+        }
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Problem {
+        self.header = Some((name, value));
+        self
+    }
+
+    pub fn into_response(self, request_id: &str, content_type: &'static str) -> Response {
+        let body = serde_json::json!({
+            "errors": [{
+                "message": self.message,
+                "extensions": { "code": self.code, "requestId": request_id },
+            }]
+        });
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+            body.to_string(),
+        )
+            .into_response();
+        if let Some((name, value)) = self.header {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+        response
+    }
+}

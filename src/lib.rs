@@ -1,0 +1,12 @@
+//! commerce-graph: a GraphQL federation subgraph server for a product/order graph.
+//!
+//! `http` is the transport, `graph` the schema, `store` the SQL; `config`,
+//! `cli` and `server` are how it is started. See ARCHITECTURE.md for the shape.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod graph;
+pub mod http;
+pub mod server;
+pub mod store;

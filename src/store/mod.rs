@@ -1,0 +1,283 @@
+//! The store: every SQL statement the server runs lives under this module.
+//!
+//! Resolvers never build SQL; they ask the request's DataLoader, which calls the
+//! functions here, one statement per batch. The SQL is written to run unchanged on
+//! SQLite (the embedded default) and PostgreSQL: `$n` placeholders, row-value
+//! comparisons for keyset pagination, window functions for per-parent lists.
+//! Each [`Store`] handle counts the statements it executes, so a request's cost in
+//! round trips is observable (the `x-sql-statements` header and the tests).
+
+mod catalog;
+mod customers;
+mod orders;
+mod rows;
+pub mod seed;
+mod sql;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, FromRow};
+
+pub use catalog::{ProductFilter, ProductPage, ProductSort, SortValue, MAX_IDS_PER_STATEMENT};
+pub use orders::OrderPage;
+pub use rows::*;
+pub use sql::Sql;
+
+/// Which database engine a URL points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Config(format!(
+                "unsupported database URL scheme in {:?}: use sqlite://PATH or postgres://…",
+                redact_url(url)
+            )))
+        }
+    }
+}
+
+/// A failure below the GraphQL layer. Its text is for logs, never for clients:
+/// the graph layer turns it into `INTERNAL_SERVER_ERROR` without details.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("row {table}#{id}: {problem}")]
+    Corrupt {
+        table: &'static str,
+        id: i64,
+        problem: String,
+    },
+    #[error("PostgreSQL is not supported by this build yet (see issue 8)")]
+    PostgresNotYetSupported,
+}
+
+/// A handle on the database. Cheap to clone; clones share the pool and the
+/// statement counter, [`Store::scoped`] makes a handle with a fresh counter.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    statements: Arc<AtomicUsize>,
+}
+
+impl Store {
+    /// Opens a pool on `url`. For SQLite the file (and its folder) is created if
+    /// missing, and every connection runs in WAL mode with a busy timeout so that
+    /// concurrent readers never see `database is locked`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => return Err(StoreError::PostgresNotYetSupported),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Store {
+            pool,
+            backend,
+            statements: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// A handle on the same pool whose statement counter starts at zero: one per
+    /// GraphQL request.
+    pub fn scoped(&self) -> Store {
+        Store {
+            pool: self.pool.clone(),
+            backend: self.backend,
+            statements: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// How many SQL statements this handle (and its clones) has executed.
+    pub fn statements(&self) -> usize {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Applies the migrations that have not run yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => return Err(StoreError::PostgresNotYetSupported),
+        }
+        Ok(())
+    }
+
+    /// Whether the catalog has no products yet (a fresh database to seed).
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        let row: (i64,) = self
+            .fetch_one(Sql::new(
+                "SELECT COUNT(*) FROM (SELECT id FROM products LIMIT 1) AS t",
+            ))
+            .await?;
+        Ok(row.0 == 0)
+    }
+
+    /// Runs a trivial statement: the readiness probe.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: (i64,) = self.fetch_one(Sql::new("SELECT 1")).await?;
+        Ok(())
+    }
+
+    /// Writes SQLite's write-ahead log back into the main file, so that the
+    /// file alone is a complete copy of the database (tests copy it).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub(crate) async fn fetch_all<T>(&self, sql: Sql) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        let (text, args) = sql.finish();
+        Ok(sqlx::query_as_with(&text, args)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub(crate) async fn fetch_one<T>(&self, sql: Sql) -> Result<T, StoreError>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        let (text, args) = sql.finish();
+        Ok(sqlx::query_as_with(&text, args)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+/// Makes sure the SQLite file can be created: its folder exists and the URL asks
+/// for read-write-create mode.
+fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Config(
+            "an in-memory SQLite database is not shared between connections: give a file path"
+                .into(),
+        ));
+    }
+    if let Some(parent) = Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Config(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+    }
+    let query = if query.split('&').any(|p| p.starts_with("mode=")) {
+        query.to_string()
+    } else if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Current time as stored in timestamp columns: RFC 3339, UTC, milliseconds.
+pub fn now_timestamp() -> String {
+    format_timestamp(chrono::Utc::now())
+}
+
+pub fn format_timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_url_gets_create_mode_and_keeps_other_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/db.sqlite");
+        let url = format!("sqlite://{}", path.display());
+        assert_eq!(
+            prepare_sqlite_url(&url).unwrap(),
+            format!("sqlite://{}?mode=rwc", path.display())
+        );
+        assert!(path.parent().unwrap().is_dir());
+        let url = format!("sqlite://{}?mode=ro", path.display());
+        assert!(prepare_sqlite_url(&url).unwrap().ends_with("?mode=ro"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:secret@db:5432/commerce"),
+            "postgres://app:***@db:5432/commerce"
+        );
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused() {
+        assert!(Backend::from_url("mysql://x").is_err());
+        assert_eq!(Backend::from_url("sqlite://x").unwrap(), Backend::Sqlite);
+    }
+}

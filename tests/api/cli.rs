@@ -1,0 +1,120 @@
+//! The binary as a user starts it: `serve` on an empty database migrates,
+//! seeds and answers; `migrate` and `seed` work on their own.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_commerce-graph");
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `serve` on a free port and returns the base URL it logged.
+fn start(database_url: &str) -> (Server, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+        ])
+        .env("COMMERCE_GRAPH_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Server(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(start) = line.find("http://") {
+                let url: String = line[start..].split_whitespace().next().unwrap().to_string();
+                let _ = tx.send(
+                    url.trim_end_matches("/graphql")
+                        .trim_end_matches('"')
+                        .to_string(),
+                );
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the server logged its address");
+    (server, url.trim_end_matches("/graphql").to_string())
+}
+
+#[tokio::test]
+async fn serve_on_an_empty_database_migrates_seeds_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/nested/commerce.db", dir.path().display());
+    let (_server, url) = start(&database_url);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client
+        .get(format!("{url}/health/ready"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the server became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body: serde_json::Value = client
+        .post(format!("{url}/graphql"))
+        .json(&json!({ "query": "{ categories { id } products(first: 0) { totalCount } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["categories"].as_array().unwrap().len(), 20);
+    assert_eq!(body["data"]["products"]["totalCount"], 1000);
+}
+
+#[test]
+fn migrate_then_seed_fill_a_database_and_seed_refuses_a_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/commerce.db", dir.path().display());
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("COMMERCE_GRAPH_DATABASE_URL", &database_url)
+            .output()
+            .unwrap()
+    };
+    let migrate = run(&["migrate"]);
+    assert!(migrate.status.success(), "{migrate:?}");
+    let seed = run(&["seed", "--scale", "1"]);
+    assert!(seed.status.success(), "{seed:?}");
+    assert!(
+        String::from_utf8_lossy(&seed.stderr).contains("1000"),
+        "{seed:?}"
+    );
+    let again = run(&["seed", "--scale", "1"]);
+    assert!(!again.status.success(), "a second seed is refused");
+}
+
+#[test]
+fn production_without_a_secret_refuses_to_start() {
+    let output = Command::new(BIN)
+        .args(["serve", "--profile", "production"])
+        .env_remove("COMMERCE_GRAPH_JWT_SECRET")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("JWT secret"));
+}

@@ -1,0 +1,108 @@
+//! The federation subgraph surface: `_service { sdl }` and `_entities`.
+
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn service_sdl_is_federation_v2_and_matches_the_checked_in_schema() {
+    let app = TestApp::spawn().await;
+    let reply = app.query("{ _service { sdl } }", json!({}), None).await;
+    let sdl = reply.data()["_service"]["sdl"].as_str().unwrap();
+    assert!(sdl.contains("extend schema @link("));
+    assert!(sdl.contains("url: \"https://specs.apollo.dev/federation/v2."));
+    for entity in ["Product", "Customer", "Order"] {
+        assert!(
+            sdl.contains(&format!("type {entity} @key(fields: \"id\")")),
+            "{entity} is an entity"
+        );
+    }
+    let checked_in = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/schema.graphql"
+    ))
+    .unwrap();
+    assert!(
+        checked_in == sdl,
+        "schema/schema.graphql is out of date: run `cargo run -- schema > schema/schema.graphql`"
+    );
+}
+
+#[tokio::test]
+async fn the_schema_command_prints_the_checked_in_sdl() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_commerce-graph"))
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let checked_in = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/schema.graphql"
+    ))
+    .unwrap();
+    assert!(
+        String::from_utf8(output.stdout).unwrap() == checked_in,
+        "schema/schema.graphql is out of date: run `cargo run -- schema > schema/schema.graphql`"
+    );
+}
+
+#[tokio::test]
+async fn fifty_product_representations_resolve_in_one_statement() {
+    let app = TestApp::spawn().await;
+    let mut representations: Vec<_> = (1..=50)
+        .map(|id| json!({ "__typename": "Product", "id": id.to_string() }))
+        .collect();
+    representations.reverse();
+    let reply = app
+        .query(
+            "query($r: [_Any!]!) { _entities(representations: $r) { ... on Product { id title } } }",
+            json!({ "r": representations }),
+            None,
+        )
+        .await;
+    let entities = reply.data()["_entities"].as_array().unwrap();
+    assert_eq!(entities.len(), 50);
+    // In the order of the representations.
+    for (entity, id) in entities.iter().zip((1..=50).rev()) {
+        assert_eq!(entity["id"], id.to_string());
+        assert!(entity["title"].is_string());
+    }
+    assert_eq!(reply.statements(), 1);
+}
+
+#[tokio::test]
+async fn entities_resolve_by_sku_and_unknown_ids_are_null() {
+    let app = TestApp::spawn().await;
+    let sku = app
+        .query("{ product(id: \"9\") { sku } }", json!({}), None)
+        .await
+        .data()["product"]["sku"]
+        .clone();
+    let reply = app
+        .query(
+            "query($r: [_Any!]!) { _entities(representations: $r) { ... on Product { id } ... on Customer { name } } }",
+            json!({ "r": [
+                { "__typename": "Product", "sku": sku },
+                { "__typename": "Product", "id": "999999" },
+                { "__typename": "Customer", "id": "12" },
+            ] }),
+            None,
+        )
+        .await;
+    let entities = reply.data()["_entities"].as_array().unwrap();
+    assert_eq!(entities[0]["id"], "9");
+    assert!(entities[1].is_null());
+    assert!(entities[2]["name"].is_string());
+}
+
+#[tokio::test]
+async fn order_entities_obey_the_same_rules_as_the_order_field() {
+    let app = TestApp::spawn().await;
+    let query = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Order { id total { amount } } } }";
+    let variables = json!({ "r": [{ "__typename": "Order", "id": "1" }] });
+    let anonymous = app.query(query, variables.clone(), None).await;
+    assert_eq!(anonymous.error_codes(), ["UNAUTHENTICATED"]);
+    assert!(!anonymous.body.to_string().contains("amount"));
+    let admin = app.query(query, variables, Some(&app.admin_token())).await;
+    assert_eq!(admin.data()["_entities"][0]["id"], "1");
+}

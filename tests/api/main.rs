@@ -1,0 +1,9 @@
+//! End-to-end tests: each spawns the server and talks HTTP to it.
+
+mod auth;
+mod cli;
+mod federation;
+mod graph;
+mod helpers;
+mod http;
+mod manifests;
