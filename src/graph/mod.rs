@@ -39,9 +39,10 @@ pub fn build_schema() -> AppSchema {
 }
 
 /// The subgraph SDL (`_service { sdl }`, `schema/schema.graphql`): Federation v2
-/// with `@link`.
+/// with `@link`, ending in one newline.
 pub fn subgraph_sdl(schema: &AppSchema) -> String {
-    schema.sdl_with_options(SDLExportOptions::new().federation())
+    let sdl = schema.sdl_with_options(SDLExportOptions::new().federation());
+    format!("{}\n", sdl.trim_end())
 }
 
 /// What one request's execution owns: its store handle (and statement
