@@ -31,7 +31,7 @@
     '#   commerce-graph token --customer 42',
     '# then put {"authorization": "Bearer <token>"} in the headers pane.',
     '',
-    'query Catalog {',
+    '{',
     '  products(first: 5) {',
     '    nodes {',
     '      id',
