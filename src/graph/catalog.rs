@@ -820,3 +820,127 @@ mod tests {
         assert!(decode_product_cursor(ProductSort::PriceAsc, "bogus").is_err());
     }
 }
+
+// ---- writes -------------------------------------------------------------------
+
+/// The longest review text accepted, in characters.
+const MAX_REVIEW_CHARS: usize = 2000;
+/// The highest price accepted, in cents (a million in the major unit).
+const MAX_PRICE_CENTS: i64 = 100_000_000;
+/// The largest stock change accepted in one adjustment.
+const MAX_STOCK_DELTA: i64 = 1_000_000;
+
+#[derive(InputObject)]
+pub struct AddReviewInput {
+    pub product_id: ID,
+    /// 1 to 5.
+    pub rating: i32,
+    /// 1 to 2,000 characters.
+    pub text: String,
+}
+
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::InvalidField {
+        field: field.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Reads a product again after a write and refreshes the request's cache.
+async fn reload_product(ctx: &Context<'_>, id: i64) -> Result<Product> {
+    let row = store(ctx)?
+        .products_by_ids(&[id])
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound(format!("product {id} does not exist")))?;
+    let loader = loader(ctx)?;
+    loader.feed_one(ProductId(id), row.clone()).await;
+    loader
+        .feed_one(ProductSku(row.sku.clone()), row.clone())
+        .await;
+    Ok(Product(row))
+}
+
+#[derive(Default)]
+pub struct CatalogMutation;
+
+#[Object]
+impl CatalogMutation {
+    /// Reviews a product as the signed-in customer.
+    async fn add_review(&self, ctx: &Context<'_>, input: AddReviewInput) -> Result<Review> {
+        let customer_id = super::orders::require_customer(ctx)?;
+        let product_id = parse_id("input.productId", &input.product_id)
+            .map_err(|_| invalid("input.productId", "is not a product id"))?;
+        if !(1..=5).contains(&input.rating) {
+            return Err(invalid("input.rating", "must be between 1 and 5").into());
+        }
+        let text = input.text.trim();
+        if text.is_empty() || text.chars().count() > MAX_REVIEW_CHARS {
+            return Err(invalid("input.text", "must be 1 to 2000 characters").into());
+        }
+        let store = store(ctx)?;
+        let id = store
+            .add_review(customer_id, product_id, i64::from(input.rating), text)
+            .await
+            .map_err(ApiError::from)?;
+        let row = store
+            .reviews_by_ids(&[id])
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .next()
+            .ok_or(ApiError::Internal)?;
+        Ok(Review(row))
+    }
+
+    /// Sets a product's price (admin only). Orders already placed keep theirs.
+    async fn set_product_price(
+        &self,
+        ctx: &Context<'_>,
+        product_id: ID,
+        cents: i64,
+    ) -> Result<Product> {
+        super::orders::require_admin(ctx)?;
+        let id = parse_id("productId", &product_id)?;
+        if !(1..=MAX_PRICE_CENTS).contains(&cents) {
+            return Err(invalid("cents", "must be between 1 and 100000000").into());
+        }
+        store(ctx)?
+            .set_product_price(id, cents)
+            .await
+            .map_err(ApiError::from)?;
+        reload_product(ctx, id).await
+    }
+
+    /// Adds `delta` (negative to remove) to a warehouse's stock (admin only).
+    /// Stock never falls below zero; a new warehouse is created by a positive
+    /// delta.
+    async fn adjust_inventory(
+        &self,
+        ctx: &Context<'_>,
+        product_id: ID,
+        warehouse: String,
+        delta: i64,
+    ) -> Result<InventoryLevel> {
+        super::orders::require_admin(ctx)?;
+        let id = parse_id("productId", &product_id)?;
+        let valid_name = !warehouse.is_empty()
+            && warehouse.len() <= 64
+            && warehouse
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !valid_name {
+            return Err(invalid("warehouse", "must be 1 to 64 of a-z, 0-9, - and _").into());
+        }
+        if !(-MAX_STOCK_DELTA..=MAX_STOCK_DELTA).contains(&delta) {
+            return Err(invalid("delta", "must be between -1000000 and 1000000").into());
+        }
+        let row = store(ctx)?
+            .adjust_inventory(id, &warehouse, delta)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(InventoryLevel(row))
+    }
+}

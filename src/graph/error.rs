@@ -7,7 +7,7 @@
 
 use async_graphql::ErrorExtensions;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, WriteError};
 
 /// The stable codes of errors raised while resolving fields.
 pub mod code {
@@ -16,6 +16,10 @@ pub mod code {
     pub const PAGE_SIZE_EXCEEDED: &str = "PAGE_SIZE_EXCEEDED";
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const OUT_OF_STOCK: &str = "OUT_OF_STOCK";
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+    pub const INVALID_STATUS_TRANSITION: &str = "INVALID_STATUS_TRANSITION";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
 }
 
@@ -24,6 +28,21 @@ pub enum ApiError {
     /// An argument the schema accepts but the server cannot use (an ID that is
     /// not a number, a negative page size).
     BadUserInput(String),
+    /// Like `BadUserInput`, naming the input field at fault
+    /// (`input.items[2].quantity`).
+    InvalidField {
+        field: String,
+        message: String,
+    },
+    NotFound(String),
+    OutOfStock {
+        product_id: i64,
+    },
+    IdempotencyKeyReused,
+    InvalidStatusTransition {
+        from: String,
+        to: &'static str,
+    },
     /// A cursor this server did not issue, or one issued for another listing.
     InvalidCursor {
         argument: &'static str,
@@ -43,7 +62,11 @@ pub enum ApiError {
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadUserInput(_) => code::BAD_USER_INPUT,
+            ApiError::BadUserInput(_) | ApiError::InvalidField { .. } => code::BAD_USER_INPUT,
+            ApiError::NotFound(_) => code::NOT_FOUND,
+            ApiError::OutOfStock { .. } => code::OUT_OF_STOCK,
+            ApiError::IdempotencyKeyReused => code::IDEMPOTENCY_KEY_REUSED,
+            ApiError::InvalidStatusTransition { .. } => code::INVALID_STATUS_TRANSITION,
             ApiError::InvalidCursor { .. } => code::INVALID_CURSOR,
             ApiError::PageSizeExceeded { .. } => code::PAGE_SIZE_EXCEEDED,
             ApiError::Unauthenticated(_) => code::UNAUTHENTICATED,
@@ -54,7 +77,17 @@ impl ApiError {
 
     fn message(&self) -> String {
         match self {
-            ApiError::BadUserInput(message) => message.clone(),
+            ApiError::BadUserInput(message) | ApiError::NotFound(message) => message.clone(),
+            ApiError::InvalidField { field, message } => format!("`{field}`: {message}"),
+            ApiError::OutOfStock { product_id } => {
+                format!("not enough stock of product {product_id} for this order")
+            }
+            ApiError::IdempotencyKeyReused => "this idempotency key was already used for a \
+                 different order; use a new key for a new order"
+                .to_string(),
+            ApiError::InvalidStatusTransition { from, to } => {
+                format!("an order cannot move from {from} to {to}")
+            }
             ApiError::InvalidCursor { argument } => format!(
                 "`{argument}` is not a cursor issued by this server for this listing; \
                  use a `cursor` or `endCursor` from a previous page"
@@ -90,6 +123,16 @@ impl From<ApiError> for async_graphql::Error {
             ApiError::InvalidCursor { argument } => {
                 extended.extend_with(|_, e| e.set("argument", argument))
             }
+            ApiError::InvalidField { field, .. } => {
+                extended.extend_with(|_, e| e.set("field", field.as_str()))
+            }
+            ApiError::OutOfStock { product_id } => {
+                extended.extend_with(|_, e| e.set("productId", product_id.to_string()))
+            }
+            ApiError::InvalidStatusTransition { from, to } => extended.extend_with(|_, e| {
+                e.set("from", from.as_str());
+                e.set("to", to);
+            }),
             _ => extended,
         }
     }
@@ -99,5 +142,33 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         tracing::error!(error = %error, "store failure while resolving a request");
         ApiError::Internal
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::NotFound { what, id } => {
+                ApiError::NotFound(format!("{what} {id} does not exist"))
+            }
+            WriteError::OutOfStock { product_id } => ApiError::OutOfStock { product_id },
+            WriteError::KeyReused => ApiError::IdempotencyKeyReused,
+            WriteError::InvalidTransition { from, to } => {
+                ApiError::InvalidStatusTransition { from, to }
+            }
+            WriteError::NegativeStock {
+                warehouse,
+                available,
+                ..
+            } => ApiError::InvalidField {
+                field: "delta".into(),
+                message: format!("stock in {warehouse} would fall below zero (it is {available})"),
+            },
+            WriteError::MixedCurrencies => ApiError::InvalidField {
+                field: "input.items".into(),
+                message: "the products of one order must share a currency".into(),
+            },
+            WriteError::Store(error) => ApiError::from(error),
+        }
     }
 }

@@ -10,9 +10,7 @@ mod loader;
 pub mod orders;
 mod pagination;
 
-use async_graphql::{
-    EmptyMutation, EmptySubscription, MergedObject, Request, Response, SDLExportOptions, Schema,
-};
+use async_graphql::{EmptySubscription, MergedObject, Request, Response, SDLExportOptions, Schema};
 use batching::{RequestActivity, Tracked};
 
 pub use error::{code, ApiError};
@@ -29,10 +27,13 @@ pub struct Query(
     orders::OrderQuery,
 );
 
-pub type AppSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+#[derive(MergedObject, Default)]
+pub struct Mutation(orders::OrderMutation, catalog::CatalogMutation);
+
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 pub fn build_schema() -> AppSchema {
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .enable_federation()
         .extension(error_codes::ErrorCodes)
         .finish()

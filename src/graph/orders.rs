@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::dataloader::Loader;
-use async_graphql::{Context, Enum, Object, Result, ID};
+use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use super::catalog::{timestamp, Money, Product, ProductId};
@@ -17,6 +17,7 @@ use super::loader::{
 use super::pagination::{
     decode_id_cursor, encode_id_cursor, page_size, parse_id, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
+use crate::auth::Viewer;
 use crate::store::{self, OrderItemRow, OrderPage, OrderRow};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -200,7 +201,8 @@ fn order_connection(
     shown: i64,
     has_previous_page: bool,
     count: OrderCountSource,
-) -> OrderConnection {
+    viewer: Viewer,
+) -> Result<OrderConnection, ApiError> {
     let has_next_page = rows.len() as i64 > shown;
     rows.truncate(shown as usize);
     let mut connection = Connection::with_additional_fields(
@@ -210,9 +212,14 @@ fn order_connection(
     );
     connection.edges = rows
         .into_iter()
-        .map(|row| Edge::new(encode_id_cursor("o", row.id), Order(row)))
-        .collect();
-    connection
+        .map(|row| {
+            Ok(Edge::new(
+                encode_id_cursor("o", row.id),
+                Order::visible(row, viewer)?,
+            ))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(connection)
 }
 
 /// A customer's orders page; the caller has checked the viewer may see them.
@@ -237,10 +244,22 @@ pub(crate) async fn orders_of_customer(
         shown,
         after.is_some(),
         OrderCountSource::Customer(count),
-    ))
+        viewer(ctx),
+    )?)
 }
 
-pub struct Order(pub OrderRow);
+/// An order. Its row is private and the only constructor checks the viewer,
+/// so no resolver, loader or entity path can hand out an order its viewer may
+/// not see: the rule lives below the resolvers, in the type.
+pub struct Order(OrderRow);
+
+impl Order {
+    /// The order, if `viewer` is its customer or an admin.
+    pub(crate) fn visible(row: OrderRow, viewer: Viewer) -> Result<Order, ApiError> {
+        require_owner_or_admin(viewer, row.customer_id)?;
+        Ok(Order(row))
+    }
+}
 
 #[Object(cache_control(private))]
 impl Order {
@@ -387,7 +406,8 @@ impl OrderQuery {
             shown,
             after.is_some(),
             OrderCountSource::All(page.status),
-        )))
+            viewer,
+        )?))
     }
 
     #[graphql(entity)]
@@ -408,6 +428,180 @@ async fn load_visible_order(ctx: &Context<'_>, id: i64) -> Result<Option<Order>>
     let Some(row) = loader(ctx)?.load_one(OrderId(id)).await? else {
         return Ok(None);
     };
-    require_owner_or_admin(viewer, row.customer_id)?;
-    Ok(Some(Order(row)))
+    Ok(Some(Order::visible(row, viewer)?))
+}
+
+// ---- writes -------------------------------------------------------------------
+
+/// At most this many lines in one order.
+const MAX_ORDER_LINES: usize = 100;
+/// At most this many units of one product in one order.
+const MAX_QUANTITY: i32 = 1000;
+/// The longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+#[derive(InputObject)]
+pub struct OrderLineInput {
+    pub product_id: ID,
+    /// 1 to 1,000.
+    pub quantity: i32,
+}
+
+#[derive(InputObject)]
+pub struct PlaceOrderInput {
+    /// 1 to 100 lines, each product at most once.
+    pub items: Vec<OrderLineInput>,
+    /// Chosen by the client, unique per order it means to place (a UUID):
+    /// retrying with the same key returns the same order instead of placing
+    /// another.
+    pub idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct PlaceOrderPayload {
+    pub order: Order,
+    /// True when the key had already placed this order (a retry).
+    pub replayed: bool,
+}
+
+fn parse_lines(input: &PlaceOrderInput) -> Result<Vec<store::NewOrderLine>, ApiError> {
+    let invalid = |field: String, message: &str| ApiError::InvalidField {
+        field,
+        message: message.to_string(),
+    };
+    if input.items.is_empty() || input.items.len() > MAX_ORDER_LINES {
+        return Err(invalid("input.items".into(), "an order has 1 to 100 lines"));
+    }
+    let key = &input.idempotency_key;
+    if key.trim().is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control)
+    {
+        return Err(invalid(
+            "input.idempotencyKey".into(),
+            "must be 1 to 128 printable characters",
+        ));
+    }
+    let mut lines: Vec<store::NewOrderLine> = Vec::with_capacity(input.items.len());
+    for (i, item) in input.items.iter().enumerate() {
+        let product_id = parse_id("productId", &item.product_id)
+            .map_err(|_| invalid(format!("input.items[{i}].productId"), "is not a product id"))?;
+        if !(1..=MAX_QUANTITY).contains(&item.quantity) {
+            return Err(invalid(
+                format!("input.items[{i}].quantity"),
+                "must be between 1 and 1000",
+            ));
+        }
+        if lines.iter().any(|l| l.product_id == product_id) {
+            return Err(invalid(
+                format!("input.items[{i}].productId"),
+                "each product may appear once; add up the quantities",
+            ));
+        }
+        lines.push(store::NewOrderLine {
+            product_id,
+            quantity: i64::from(item.quantity),
+        });
+    }
+    Ok(lines)
+}
+
+/// Reads an order again after a write (never from the request's cache, which
+/// may hold its state from before the write) and checks the viewer may see it.
+async fn reload_order(ctx: &Context<'_>, id: i64) -> Result<Order> {
+    let row = store(ctx)?
+        .orders_by_ids(&[id])
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound(format!("order {id} does not exist")))?;
+    loader(ctx)?.feed_one(OrderId(id), row.clone()).await;
+    Ok(Order::visible(row, viewer(ctx))?)
+}
+
+/// The customer placing an order or writing a review.
+pub(crate) fn require_customer(ctx: &Context<'_>) -> Result<i64, ApiError> {
+    let viewer = viewer(ctx);
+    match viewer.customer_id {
+        Some(id) => Ok(id),
+        None if viewer.is_authenticated() => Err(ApiError::Forbidden(
+            "this needs a customer's token (an operator token names no customer)",
+        )),
+        None => Err(ApiError::Unauthenticated(
+            "sign in (send a bearer token) to do this",
+        )),
+    }
+}
+
+pub(crate) fn require_admin(ctx: &Context<'_>) -> Result<(), ApiError> {
+    let viewer = viewer(ctx);
+    if viewer.admin {
+        Ok(())
+    } else if viewer.is_authenticated() {
+        Err(ApiError::Forbidden("only admins may do this"))
+    } else {
+        Err(ApiError::Unauthenticated(
+            "sign in with an admin token to do this",
+        ))
+    }
+}
+
+#[derive(Default)]
+pub struct OrderMutation;
+
+#[Object]
+impl OrderMutation {
+    /// Places an order for the signed-in customer at the current prices,
+    /// taking the stock (all lines or none). Safe to retry with the same
+    /// `idempotencyKey`.
+    async fn place_order(
+        &self,
+        ctx: &Context<'_>,
+        input: PlaceOrderInput,
+    ) -> Result<PlaceOrderPayload> {
+        let customer_id = require_customer(ctx)?;
+        let lines = parse_lines(&input)?;
+        let placed = store(ctx)?
+            .place_order(customer_id, &input.idempotency_key, &lines)
+            .await
+            .map_err(ApiError::from)?;
+        let (id, replayed) = match placed {
+            store::Placed::Created(id) => (id, false),
+            store::Placed::Replayed(id) => (id, true),
+        };
+        Ok(PlaceOrderPayload {
+            order: reload_order(ctx, id).await?,
+            replayed,
+        })
+    }
+
+    /// Cancels a PENDING or PAID order (its customer or an admin) and puts
+    /// its stock back.
+    async fn cancel_order(&self, ctx: &Context<'_>, id: ID) -> Result<Order> {
+        let id = parse_id("id", &id)?;
+        if load_visible_order(ctx, id).await?.is_none() {
+            return Err(ApiError::NotFound(format!("order {id} does not exist")).into());
+        }
+        store(ctx)?
+            .set_order_status(id, OrderStatus::Cancelled.as_str())
+            .await
+            .map_err(ApiError::from)?;
+        reload_order(ctx, id).await
+    }
+
+    /// Moves an order along PENDING → PAID → SHIPPED → DELIVERED, or cancels
+    /// it (admin only).
+    async fn update_order_status(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        status: OrderStatus,
+    ) -> Result<Order> {
+        require_admin(ctx)?;
+        let id = parse_id("id", &id)?;
+        store(ctx)?
+            .set_order_status(id, status.as_str())
+            .await
+            .map_err(ApiError::from)?;
+        reload_order(ctx, id).await
+    }
 }

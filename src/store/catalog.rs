@@ -346,6 +346,20 @@ impl Store {
         Ok(out)
     }
 
+    pub async fn reviews_by_ids(&self, ids: &[i64]) -> Result<Vec<ReviewRow>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_IDS_PER_STATEMENT) {
+            let mut sql = Sql::new("");
+            let list = sql.bind_list(chunk);
+            sql.push(&format!(
+                "SELECT id, product_id, customer_id, rating, body, created_at FROM reviews \
+                 WHERE id IN ({list})"
+            ));
+            out.extend(self.fetch_all(sql).await?);
+        }
+        Ok(out)
+    }
+
     pub async fn review_stats_by_products(
         &self,
         product_ids: &[i64],

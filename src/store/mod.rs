@@ -13,6 +13,7 @@ mod orders;
 mod rows;
 pub mod seed;
 mod sql;
+mod writes;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +27,7 @@ pub use catalog::{ProductFilter, ProductPage, ProductSort, SortValue, MAX_IDS_PE
 pub use orders::OrderPage;
 pub use rows::*;
 pub use sql::Sql;
+pub use writes::{allowed_predecessors, request_hash, NewOrderLine, Placed, WriteError};
 
 /// Which database engine a URL points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,11 +176,15 @@ impl Store {
         &self.pool
     }
 
+    fn count_statement(&self) {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) async fn fetch_all<T>(&self, sql: Sql) -> Result<Vec<T>, StoreError>
     where
         T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
     {
-        self.statements.fetch_add(1, Ordering::Relaxed);
+        self.count_statement();
         let (text, args) = sql.finish();
         Ok(sqlx::query_as_with(&text, args)
             .fetch_all(&self.pool)

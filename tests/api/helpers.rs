@@ -150,10 +150,13 @@ impl Reply {
 async fn template_database() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for path in [
-        root.join("migrations/sqlite/0001_catalog_and_orders.sql"),
-        root.join("src/store/seed.rs"),
-    ] {
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(root.join("migrations/sqlite"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    inputs.sort();
+    inputs.push(root.join("src/store/seed.rs"));
+    for path in inputs {
         std::fs::read(&path).unwrap().hash(&mut hasher);
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-databases");

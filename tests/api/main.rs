@@ -7,3 +7,4 @@ mod graph;
 mod helpers;
 mod http;
 mod manifests;
+mod writes;
