@@ -1,14 +1,21 @@
 //! Who is asking: bearer JWTs turned into a [`Viewer`].
 //!
-//! Tokens are HS256 JWTs signed with the configured secret. `sub` is the
-//! customer id (a decimal string); the space-separated `scope` claim may hold
-//! `admin`, which makes the bearer an operator. An operator token may name no
-//! customer (`sub` is then not a number). Anything else that is not a valid,
-//! unexpired token is refused: a request never silently falls back to
-//! anonymous because its token was bad.
+//! Tokens are JWTs: HS256 with the configured secret, and RS256 or ES256
+//! checked against a configured public key (PEM) or a JWKS file (read once at
+//! start; nothing is fetched over the network). `sub` is the customer id (a
+//! decimal string); the space-separated `scope` claim may hold `admin`, which
+//! makes the bearer an operator. An operator token may name no customer (`sub`
+//! is then not a number). Anything else that is not a valid, unexpired token is
+//! refused: a request never silently falls back to anonymous because its token
+//! was bad. The key is chosen by the token's `alg` (and `kid`) among the keys
+//! configured for that algorithm only, so an HS256 token can never be checked
+//! against a public key.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context as _;
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -57,32 +64,124 @@ pub enum AuthError {
     BadSubject,
 }
 
+/// A key that checks tokens of one algorithm.
+struct VerifyingKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
 /// The keys tokens are signed and checked with.
 pub struct JwtKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    /// HS256: signs (the `token` command) and checks.
+    secret: Option<(EncodingKey, DecodingKey)>,
+    /// RS256 / ES256 public keys: check only.
+    public: Vec<VerifyingKey>,
+}
+
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.leeway = 30;
+    validation
 }
 
 impl JwtKeys {
     pub fn hs256(secret: &[u8]) -> JwtKeys {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
         JwtKeys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            secret: Some((
+                EncodingKey::from_secret(secret),
+                DecodingKey::from_secret(secret),
+            )),
+            public: Vec::new(),
         }
+    }
+
+    /// Keys from configuration: an optional HS256 secret, an optional public
+    /// key file (PEM, RSA for RS256 or P-256 EC for ES256) and an optional
+    /// JWKS file.
+    pub fn from_config(
+        secret: Option<&[u8]>,
+        public_key: Option<&Path>,
+        jwks: Option<&Path>,
+    ) -> anyhow::Result<JwtKeys> {
+        let mut keys = match secret {
+            Some(secret) => JwtKeys::hs256(secret),
+            None => JwtKeys {
+                secret: None,
+                public: Vec::new(),
+            },
+        };
+        if let Some(path) = public_key {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the JWT public key {}", path.display()))?;
+            let (algorithm, key) = match DecodingKey::from_rsa_pem(&pem) {
+                Ok(key) => (Algorithm::RS256, key),
+                Err(_) => (
+                    Algorithm::ES256,
+                    DecodingKey::from_ec_pem(&pem).map_err(|_| {
+                        anyhow::anyhow!("{} is not an RSA or EC public key in PEM", path.display())
+                    })?,
+                ),
+            };
+            keys.public.push(VerifyingKey {
+                kid: None,
+                algorithm,
+                key,
+            });
+        }
+        if let Some(path) = jwks {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the JWKS file {}", path.display()))?;
+            let set: JwkSet = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JWKS document", path.display()))?;
+            for jwk in &set.keys {
+                let algorithm = match &jwk.algorithm {
+                    AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                    AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                    _ => continue,
+                };
+                let key = DecodingKey::from_jwk(jwk)
+                    .with_context(|| format!("a key of {} is not usable", path.display()))?;
+                keys.public.push(VerifyingKey {
+                    kid: jwk.common.key_id.clone(),
+                    algorithm,
+                    key,
+                });
+            }
+        }
+        Ok(keys)
     }
 
     /// Checks a token and returns who it names.
     pub fn verify(&self, token: &str) -> Result<Viewer, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
-            })?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+        let candidates: Vec<&DecodingKey> = match header.alg {
+            Algorithm::HS256 => self.secret.iter().map(|(_, key)| key).collect(),
+            Algorithm::RS256 | Algorithm::ES256 => self
+                .public
+                .iter()
+                .filter(|k| k.algorithm == header.alg)
+                .filter(|k| k.kid.is_none() || header.kid.is_none() || k.kid == header.kid)
+                .map(|k| &k.key)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let validation = validation(header.alg);
+        let mut outcome = Err(AuthError::Invalid);
+        for key in candidates {
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+                Ok(data) => {
+                    outcome = Ok(data);
+                    break;
+                }
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    outcome = Err(AuthError::Expired);
+                }
+                Err(_) => {}
+            }
+        }
+        let data = outcome?;
         let admin = data.claims.scope.split_whitespace().any(|s| s == "admin");
         let customer_id = data.claims.sub.parse::<i64>().ok().filter(|id| *id > 0);
         if customer_id.is_none() && !admin {
@@ -100,8 +199,17 @@ impl JwtKeys {
         self.verify(token.trim())
     }
 
-    /// Mints a token (the `token` command, and tests).
+    /// Whether tokens can be minted (an HS256 secret is configured).
+    pub fn can_mint(&self) -> bool {
+        self.secret.is_some()
+    }
+
+    /// Mints an HS256 token (the `token` command, and tests); empty without
+    /// a secret.
     pub fn mint(&self, customer_id: Option<i64>, admin: bool, ttl: Duration) -> String {
+        let Some((encoding, _)) = &self.secret else {
+            return String::new();
+        };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -113,8 +221,7 @@ impl JwtKeys {
             scope: if admin { "admin".into() } else { String::new() },
         };
         // Encoding with an HMAC key cannot fail for serializable claims.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .unwrap_or_default()
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding).unwrap_or_default()
     }
 }
 
@@ -165,6 +272,79 @@ mod tests {
         )
         .unwrap();
         assert_eq!(keys.verify(&expired), Err(AuthError::Expired));
+    }
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/jwt")
+            .join(name)
+    }
+
+    fn signed(
+        algorithm: Algorithm,
+        kid: Option<&str>,
+        private_pem: &str,
+        sub: &str,
+        exp: u64,
+    ) -> String {
+        let pem = std::fs::read(fixture(private_pem)).unwrap();
+        let key = match algorithm {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
+            _ => EncodingKey::from_ec_pem(&pem).unwrap(),
+        };
+        let mut header = Header::new(algorithm);
+        header.kid = kid.map(str::to_string);
+        let claims = Claims {
+            sub: sub.into(),
+            iat: 1,
+            exp,
+            scope: "admin".into(),
+        };
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    const FAR: u64 = 4_000_000_000;
+
+    #[test]
+    fn public_keys_check_rs256_and_es256_tokens() {
+        let rsa = JwtKeys::from_config(None, Some(&fixture("rsa-public.pem")), None).unwrap();
+        let token = signed(Algorithm::RS256, None, "rsa-private.pem", "9", FAR);
+        assert_eq!(rsa.verify(&token).unwrap().customer_id, Some(9));
+        let ec_token = signed(Algorithm::ES256, None, "ec-private.pem", "9", FAR);
+        assert_eq!(rsa.verify(&ec_token), Err(AuthError::Invalid));
+        assert!(!rsa.can_mint());
+
+        let ec = JwtKeys::from_config(None, Some(&fixture("ec-public.pem")), None).unwrap();
+        assert!(ec.verify(&ec_token).unwrap().admin);
+        let expired = signed(Algorithm::ES256, None, "ec-private.pem", "9", 2);
+        assert_eq!(ec.verify(&expired), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn a_jwks_file_checks_tokens_by_kid() {
+        let keys = JwtKeys::from_config(
+            Some(b"secret-secret-secret"),
+            None,
+            Some(&fixture("jwks.json")),
+        )
+        .unwrap();
+        let rsa = signed(Algorithm::RS256, Some("rsa-1"), "rsa-private.pem", "3", FAR);
+        let ec = signed(Algorithm::ES256, Some("ec-1"), "ec-private.pem", "4", FAR);
+        assert_eq!(keys.verify(&rsa).unwrap().customer_id, Some(3));
+        assert_eq!(keys.verify(&ec).unwrap().customer_id, Some(4));
+        let wrong_kid = signed(Algorithm::RS256, Some("ec-1"), "rsa-private.pem", "3", FAR);
+        assert_eq!(keys.verify(&wrong_kid), Err(AuthError::Invalid));
+        // The HS256 secret still works beside them.
+        assert!(keys.verify(&keys.mint(Some(5), false, HOUR)).is_ok());
+    }
+
+    #[test]
+    fn an_hs256_token_is_never_checked_against_a_public_key() {
+        // The classic confusion: sign HS256 with the public key's bytes.
+        let public = std::fs::read(fixture("rsa-public.pem")).unwrap();
+        let forged = JwtKeys::hs256(&public).mint(Some(1), true, HOUR);
+        let keys = JwtKeys::from_config(None, Some(&fixture("rsa-public.pem")), None).unwrap();
+        assert_eq!(keys.verify(&forged), Err(AuthError::Invalid));
     }
 
     #[test]

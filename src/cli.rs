@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 
-use crate::auth::JwtKeys;
 use crate::config::{Config, LogFormat, Settings};
 use crate::store::{redact_url, seed, Store};
 use crate::{graph, server};
@@ -86,7 +85,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if customer.is_some_and(|id| id <= 0) {
                 bail!("--customer must be a positive customer id");
             }
-            let keys = JwtKeys::hs256(config.jwt_secret.as_bytes());
+            let keys = config.jwt_keys()?;
+            if !keys.can_mint() {
+                bail!("minting a token needs the HS256 secret (--jwt-secret); public keys only check tokens");
+            }
             println!("{}", keys.mint(customer, admin, ttl));
             Ok(())
         }

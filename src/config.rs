@@ -67,7 +67,8 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_PROFILE")]
     pub profile: Option<Profile>,
 
-    /// HS256 secret for bearer tokens (required in production).
+    /// HS256 secret for bearer tokens (production needs it, a public key or a
+    /// JWKS file).
     #[arg(
         long,
         global = true,
@@ -75,6 +76,24 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub jwt_secret: Option<String>,
+
+    /// PEM public key (RSA for RS256, P-256 EC for ES256) that checks tokens.
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_JWT_PUBLIC_KEY",
+        value_name = "FILE"
+    )]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// JWKS file whose RS256/ES256 keys check tokens (by `kid`).
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_JWT_JWKS_FILE",
+        value_name = "FILE"
+    )]
+    pub jwt_jwks_file: Option<PathBuf>,
 
     /// Database connections in the pool [default: 16].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_DB_MAX_CONNECTIONS")]
@@ -121,6 +140,8 @@ struct FileSettings {
     database_url: Option<String>,
     profile: Option<Profile>,
     jwt_secret: Option<String>,
+    jwt_public_key: Option<PathBuf>,
+    jwt_jwks_file: Option<PathBuf>,
     db_max_connections: Option<u32>,
     max_body_bytes: Option<usize>,
     cors_origins: Option<Vec<String>>,
@@ -136,9 +157,12 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
     pub profile: Profile,
-    pub jwt_secret: String,
+    /// HS256 secret: the configured one, or in development the built-in one.
+    pub jwt_secret: Option<String>,
     /// True when `jwt_secret` is the built-in development secret.
     pub jwt_secret_is_default: bool,
+    pub jwt_public_key: Option<PathBuf>,
+    pub jwt_jwks_file: Option<PathBuf>,
     pub db_max_connections: u32,
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
@@ -149,6 +173,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The keys bearer tokens are checked (and, with a secret, minted) with.
+    pub fn jwt_keys(&self) -> anyhow::Result<crate::auth::JwtKeys> {
+        crate::auth::JwtKeys::from_config(
+            self.jwt_secret.as_deref().map(str::as_bytes),
+            self.jwt_public_key.as_deref(),
+            self.jwt_jwks_file.as_deref(),
+        )
+    }
+
     /// Resolves flags and environment (already merged by clap in `settings`)
     /// over the config file over the defaults.
     pub fn resolve(settings: &Settings) -> anyhow::Result<Config> {
@@ -167,10 +200,13 @@ impl Config {
                 bail!("the JWT secret must be at least 16 bytes long");
             }
         }
-        if jwt_secret.is_none() && !development {
+        let jwt_public_key = settings.jwt_public_key.clone().or(file.jwt_public_key);
+        let jwt_jwks_file = settings.jwt_jwks_file.clone().or(file.jwt_jwks_file);
+        let has_public_keys = jwt_public_key.is_some() || jwt_jwks_file.is_some();
+        if jwt_secret.is_none() && !has_public_keys && !development {
             bail!(
-                "the production profile needs a JWT secret: set COMMERCE_GRAPH_JWT_SECRET \
-                 or --jwt-secret"
+                "the production profile needs a JWT secret (COMMERCE_GRAPH_JWT_SECRET or \
+                 --jwt-secret), a public key (--jwt-public-key) or a JWKS file (--jwt-jwks-file)"
             );
         }
         Ok(Config {
@@ -184,8 +220,11 @@ impl Config {
                 .or(file.database_url)
                 .unwrap_or_else(|| "sqlite://data/commerce.db".to_string()),
             profile,
-            jwt_secret_is_default: jwt_secret.is_none(),
-            jwt_secret: jwt_secret.unwrap_or_else(|| DEVELOPMENT_JWT_SECRET.to_string()),
+            jwt_secret_is_default: jwt_secret.is_none() && development,
+            jwt_secret: jwt_secret
+                .or_else(|| development.then(|| DEVELOPMENT_JWT_SECRET.to_string())),
+            jwt_public_key,
+            jwt_jwks_file,
             db_max_connections: settings
                 .db_max_connections
                 .or(file.db_max_connections)

@@ -35,13 +35,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store) -> AppState {
-        AppState {
+    pub fn new(config: Config, store: Store) -> anyhow::Result<AppState> {
+        Ok(AppState {
             schema: graph::build_schema(),
-            jwt: Arc::new(JwtKeys::hs256(config.jwt_secret.as_bytes())),
+            jwt: Arc::new(config.jwt_keys()?),
             store,
             config: Arc::new(config),
-        }
+        })
     }
 }
 

@@ -162,3 +162,25 @@ async fn the_token_command_mints_tokens_the_server_accepts() {
         .await;
     assert_eq!(reply.data()["me"]["id"], "7");
 }
+
+#[tokio::test]
+async fn rs256_tokens_signed_by_the_configured_key_are_accepted() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt");
+    let public_key = fixtures.join("rsa-public.pem");
+    let app = TestApp::spawn_with(|c| c.jwt_public_key = Some(public_key)).await;
+    let private = std::fs::read(fixtures.join("rsa-private.pem")).unwrap();
+    let claims = json!({ "sub": "31", "exp": 4_000_000_000u64, "iat": 1 });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&private).unwrap(),
+    )
+    .unwrap();
+    let reply = app.query("{ me { id } }", json!({}), Some(&token)).await;
+    assert_eq!(reply.data()["me"]["id"], "31");
+    // The HS256 secret keeps working beside it.
+    let hs = app
+        .query("{ me { id } }", json!({}), Some(&app.customer_token(32)))
+        .await;
+    assert_eq!(hs.data()["me"]["id"], "32");
+}

@@ -77,8 +77,10 @@ impl TestApp {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: format!("sqlite://{}", db.display()),
             profile: Profile::Development,
-            jwt_secret: JWT_SECRET.into(),
+            jwt_secret: Some(JWT_SECRET.into()),
             jwt_secret_is_default: false,
+            jwt_public_key: None,
+            jwt_jwks_file: None,
             db_max_connections: 4,
             max_body_bytes: 64 * 1024,
             cors_origins: vec![ALLOWED_ORIGIN.into()],
@@ -91,7 +93,7 @@ impl TestApp {
         let store = prepare_store(&config).await.unwrap();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(AppState::new(config, store));
+        let app = router(AppState::new(config, store).unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         TestApp {
             url,
