@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::customers::{Customer, CustomerId};
 use super::error::ApiError;
+use super::federation::authenticated;
 use super::loader::{collect_children, group_by_params, loader, store, StoreLoader};
 use super::pagination::{
     decode_cursor, decode_id_cursor, encode_cursor, encode_id_cursor, page_size, parse_id,
@@ -869,6 +870,7 @@ pub struct CatalogMutation;
 #[Object]
 impl CatalogMutation {
     /// Reviews a product as the signed-in customer.
+    #[graphql(directive = authenticated::apply())]
     async fn add_review(&self, ctx: &Context<'_>, input: AddReviewInput) -> Result<Review> {
         let customer_id = super::orders::require_customer(ctx)?;
         let product_id = parse_id("input.productId", &input.product_id)
@@ -896,6 +898,7 @@ impl CatalogMutation {
     }
 
     /// Sets a product's price (admin only). Orders already placed keep theirs.
+    #[graphql(requires_scopes = "admin")]
     async fn set_product_price(
         &self,
         ctx: &Context<'_>,
@@ -917,6 +920,7 @@ impl CatalogMutation {
     /// Adds `delta` (negative to remove) to a warehouse's stock (admin only).
     /// Stock never falls below zero; a new warehouse is created by a positive
     /// delta.
+    #[graphql(requires_scopes = "admin")]
     async fn adjust_inventory(
         &self,
         ctx: &Context<'_>,

@@ -7,6 +7,7 @@ use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Object, Result, ID};
 
 use super::error::ApiError;
+use super::federation::authenticated;
 use super::loader::{loader, require_owner_or_admin, viewer, StoreLoader};
 use super::orders::{orders_of_customer, OrderConnection, OrderStatus};
 use super::pagination::{parse_id, DEFAULT_PAGE_SIZE};
@@ -48,7 +49,7 @@ impl Customer {
 
     /// The customer's email: visible to the customer and admins only (an
     /// error at this path for anyone else).
-    #[graphql(cache_control(private))]
+    #[graphql(cache_control(private), directive = authenticated::apply())]
     async fn email(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
         require_owner_or_admin(viewer(ctx), self.0.id)?;
         Ok(Some(&self.0.email))
@@ -56,7 +57,7 @@ impl Customer {
 
     /// The customer's orders, newest first: visible to the customer and admins
     /// only. Null, with an error at this path, for anyone else.
-    #[graphql(cache_control(private))]
+    #[graphql(cache_control(private), directive = authenticated::apply())]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -77,7 +78,7 @@ pub struct CustomerQuery;
 #[Object]
 impl CustomerQuery {
     /// The signed-in customer; null for an admin token that names no customer.
-    #[graphql(cache_control(private))]
+    #[graphql(cache_control(private), directive = authenticated::apply())]
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<Customer>> {
         let viewer = viewer(ctx);
         if !viewer.is_authenticated() {

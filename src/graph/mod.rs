@@ -3,9 +3,10 @@
 
 mod batching;
 pub mod catalog;
+mod conventions;
 pub mod customers;
 mod error;
-mod error_codes;
+mod federation;
 mod loader;
 pub mod orders;
 mod pagination;
@@ -13,8 +14,8 @@ mod pagination;
 use async_graphql::{EmptySubscription, MergedObject, Request, Response, SDLExportOptions, Schema};
 use batching::{RequestActivity, Tracked};
 
+pub use conventions::ExecutionStarted;
 pub use error::{code, ApiError};
-pub use error_codes::ExecutionStarted;
 pub use loader::{request_loader, RequestLoader};
 
 use crate::auth::Viewer;
@@ -35,7 +36,7 @@ pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 pub fn build_schema() -> AppSchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .enable_federation()
-        .extension(error_codes::ErrorCodes)
+        .extension(conventions::Conventions)
         .finish()
 }
 
@@ -43,7 +44,7 @@ pub fn build_schema() -> AppSchema {
 /// with `@link`, ending in one newline.
 pub fn subgraph_sdl(schema: &AppSchema) -> String {
     let sdl = schema.sdl_with_options(SDLExportOptions::new().federation());
-    format!("{}\n", sdl.trim_end())
+    format!("{}\n", federation::complete_sdl(&sdl).trim_end())
 }
 
 /// What one request's execution owns: its store handle (and statement

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use super::catalog::{timestamp, Money, Product, ProductId};
 use super::customers::{Customer, CustomerId};
 use super::error::ApiError;
+use super::federation::authenticated;
 use super::loader::{
     collect_children, group_by_params, loader, require_owner_or_admin, store, viewer, StoreLoader,
 };
@@ -261,7 +262,7 @@ impl Order {
     }
 }
 
-#[Object(cache_control(private))]
+#[Object(cache_control(private), directive = authenticated::apply())]
 impl Order {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
@@ -372,14 +373,14 @@ pub struct OrderQuery;
 #[Object]
 impl OrderQuery {
     /// One order: its customer or an admin only.
-    #[graphql(cache_control(private))]
+    #[graphql(cache_control(private), directive = authenticated::apply())]
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
         let id = parse_id("id", &id)?;
         load_visible_order(ctx, id).await
     }
 
     /// Every order, newest first (admin only; null with an error for others).
-    #[graphql(cache_control(private))]
+    #[graphql(cache_control(private), requires_scopes = "admin")]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -553,6 +554,7 @@ impl OrderMutation {
     /// Places an order for the signed-in customer at the current prices,
     /// taking the stock (all lines or none). Safe to retry with the same
     /// `idempotencyKey`.
+    #[graphql(directive = authenticated::apply())]
     async fn place_order(
         &self,
         ctx: &Context<'_>,
@@ -576,6 +578,7 @@ impl OrderMutation {
 
     /// Cancels a PENDING or PAID order (its customer or an admin) and puts
     /// its stock back.
+    #[graphql(directive = authenticated::apply())]
     async fn cancel_order(&self, ctx: &Context<'_>, id: ID) -> Result<Order> {
         let id = parse_id("id", &id)?;
         if load_visible_order(ctx, id).await?.is_none() {
@@ -590,6 +593,7 @@ impl OrderMutation {
 
     /// Moves an order along PENDING → PAID → SHIPPED → DELIVERED, or cancels
     /// it (admin only).
+    #[graphql(requires_scopes = "admin")]
     async fn update_order_status(
         &self,
         ctx: &Context<'_>,

@@ -184,3 +184,58 @@ async fn rs256_tokens_signed_by_the_configured_key_are_accepted() {
         .await;
     assert_eq!(hs.data()["me"]["id"], "32");
 }
+
+#[tokio::test]
+async fn no_path_leads_a_customer_to_another_customers_orders() {
+    let app = TestApp::spawn().await;
+    let owner = owner_of(&app, "1").await;
+    let stranger = app.customer_token(owner % 2000 + 1);
+    let owner_id = owner.to_string();
+    // Every door into order 1 or its customer's private fields.
+    let paths = [
+        ("{ order(id: \"1\") { id total { cents } } }", json!({})),
+        ("{ orders(first: 5) { nodes { id } } }", json!({})),
+        (
+            "query($r: [_Any!]!) { _entities(representations: $r) { ... on Order { id total { cents } } } }",
+            json!({ "r": [{ "__typename": "Order", "id": "1" }] }),
+        ),
+        (
+            "query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { email orders(first: 5) { nodes { id } } } } }",
+            json!({ "r": [{ "__typename": "Customer", "id": owner_id }] }),
+        ),
+        (
+            "query($id: ID!) { order(id: $id) { customer { orders(first: 5) { nodes { id } } } } }",
+            json!({ "id": "1" }),
+        ),
+        (
+            "mutation { cancelOrder(id: \"1\") { id } }",
+            json!({}),
+        ),
+    ];
+    for (query, variables) in paths {
+        let reply = app.query(query, variables, Some(&stranger)).await;
+        let codes = reply.error_codes();
+        assert!(
+            !codes.is_empty() && codes.iter().all(|c| c == "FORBIDDEN"),
+            "{query}: {codes:?}"
+        );
+        let text = reply.body["data"].to_string();
+        assert!(
+            !text.contains("\"cents\":") && !text.contains('@'),
+            "{query} leaked {text}"
+        );
+        assert!(
+            !text.contains("\"id\":\"1\""),
+            "{query} leaked order 1: {text}"
+        );
+    }
+    // The order is untouched by the refused cancellation.
+    let status = app
+        .query(
+            "{ order(id: \"1\") { status } }",
+            json!({}),
+            Some(&app.customer_token(owner)),
+        )
+        .await;
+    assert_ne!(status.data()["order"]["status"], "CANCELLED");
+}

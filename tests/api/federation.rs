@@ -12,11 +12,20 @@ async fn service_sdl_is_federation_v2_and_matches_the_checked_in_schema() {
     assert!(sdl.contains("extend schema @link("));
     assert!(sdl.contains("url: \"https://specs.apollo.dev/federation/v2."));
     for entity in ["Product", "Customer", "Order"] {
+        let declaration = sdl
+            .lines()
+            .find(|line| line.starts_with(&format!("type {entity} ")))
+            .unwrap();
         assert!(
-            sdl.contains(&format!("type {entity} @key(fields: \"id\")")),
+            declaration.contains("@key(fields: \"id\")"),
             "{entity} is an entity"
         );
     }
+    // Federation's auth directives, imported from the spec, on personal data.
+    assert!(sdl.contains("\"@authenticated\"]"));
+    assert!(!sdl.contains("directive @authenticated"));
+    assert!(sdl.contains("type Order @authenticated"));
+    assert!(sdl.contains("@requiresScopes(scopes: [[\"admin\"]])"));
     let checked_in = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/schema/schema.graphql"

@@ -1,17 +1,23 @@
-//! Gives every error async-graphql itself raises a stable `extensions.code`:
-//! `GRAPHQL_PARSE_FAILED`, `GRAPHQL_VALIDATION_FAILED`, or
-//! `OPERATION_RESOLUTION_FAILURE` (unknown or ambiguous operation name), the
-//! codes Apollo clients already understand. Errors raised during execution
-//! without a code become `INTERNAL_SERVER_ERROR`.
+//! The server's one async-graphql extension (each extension puts every field
+//! on async-graphql's slower resolution path, so there is only one):
+//!
+//! - it gives every error async-graphql itself raises a stable
+//!   `extensions.code`: `GRAPHQL_PARSE_FAILED`, `GRAPHQL_VALIDATION_FAILED`,
+//!   or `OPERATION_RESOLUTION_FAILURE` (unknown or ambiguous operation name),
+//!   the codes Apollo clients already understand; errors raised during
+//!   execution without a code become `INTERNAL_SERVER_ERROR`;
+//! - it completes `_service { sdl }` with what async-graphql does not print
+//!   (see [`super::federation`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextResolve,
+    NextValidation, ResolveInfo,
 };
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Value, Variables};
 
 use super::error::code;
 
@@ -50,16 +56,32 @@ fn with_code(error: &mut ServerError, code: &str) {
     }
 }
 
-pub(super) struct ErrorCodes;
+pub(super) struct Conventions;
 
-impl ExtensionFactory for ErrorCodes {
+impl ExtensionFactory for Conventions {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
+        Arc::new(Conventions)
     }
 }
 
 #[async_trait::async_trait]
-impl Extension for ErrorCodes {
+impl Extension for Conventions {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let is_service_sdl = info.parent_type == "_Service" && info.name == "sdl";
+        let value = next.run(ctx, info).await?;
+        Ok(match value {
+            Some(Value::String(sdl)) if is_service_sdl => {
+                Some(Value::String(super::federation::complete_sdl(&sdl)))
+            }
+            other => other,
+        })
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
