@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::customers::{Customer, CustomerId};
 use super::error::ApiError;
-use super::federation::authenticated;
+use super::federation::{authenticated, entity_or_null};
 use super::loader::{collect_children, group_by_params, loader, store, StoreLoader};
 use super::pagination::{
     decode_cursor, decode_id_cursor, encode_cursor, encode_id_cursor, page_size, parse_id,
@@ -769,12 +769,14 @@ impl CatalogQuery {
 
     #[graphql(entity)]
     async fn find_product_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Product>> {
-        self.product(ctx, id).await
+        let found = self.product(ctx, id.clone()).await;
+        Ok(entity_or_null(ctx, "Product", &id, found))
     }
 
     #[graphql(entity)]
     async fn find_product_by_sku(&self, ctx: &Context<'_>, sku: String) -> Result<Option<Product>> {
-        self.product_by_sku(ctx, sku).await
+        let found = self.product_by_sku(ctx, sku.clone()).await;
+        Ok(entity_or_null(ctx, "Product", &sku, found))
     }
 }
 

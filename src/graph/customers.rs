@@ -7,7 +7,7 @@ use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Object, Result, ID};
 
 use super::error::ApiError;
-use super::federation::authenticated;
+use super::federation::{authenticated, entity_or_null};
 use super::loader::{loader, require_owner_or_admin, viewer, StoreLoader};
 use super::orders::{orders_of_customer, OrderConnection, OrderStatus};
 use super::pagination::{parse_id, DEFAULT_PAGE_SIZE};
@@ -94,7 +94,11 @@ impl CustomerQuery {
 
     #[graphql(entity)]
     async fn find_customer_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Customer>> {
-        let id = parse_id("id", &id)?;
-        Ok(loader(ctx)?.load_one(CustomerId(id)).await?.map(Customer))
+        let found = async {
+            let key = CustomerId(parse_id("id", &id)?);
+            Ok(loader(ctx)?.load_one(key).await?.map(Customer))
+        }
+        .await;
+        Ok(entity_or_null(ctx, "Customer", &id, found))
     }
 }

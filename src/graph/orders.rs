@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::catalog::{timestamp, Money, Product, ProductId};
 use super::customers::{Customer, CustomerId};
 use super::error::ApiError;
-use super::federation::authenticated;
+use super::federation::{authenticated, entity_or_null};
 use super::loader::{
     collect_children, group_by_params, loader, require_owner_or_admin, store, viewer, StoreLoader,
 };
@@ -413,7 +413,8 @@ impl OrderQuery {
 
     #[graphql(entity)]
     async fn find_order_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
-        self.order(ctx, id).await
+        let found = self.order(ctx, id.clone()).await;
+        Ok(entity_or_null(ctx, "Order", &id, found))
     }
 }
 

@@ -80,7 +80,7 @@ async fn fifty_product_representations_resolve_in_one_statement() {
 }
 
 #[tokio::test]
-async fn entities_resolve_by_sku_and_unknown_ids_are_null() {
+async fn entities_resolve_by_sku_and_unknown_ids_are_null_with_an_error() {
     let app = TestApp::spawn().await;
     let sku = app
         .query("{ product(id: \"9\") { sku } }", json!({}), None)
@@ -94,24 +94,74 @@ async fn entities_resolve_by_sku_and_unknown_ids_are_null() {
                 { "__typename": "Product", "sku": sku },
                 { "__typename": "Product", "id": "999999" },
                 { "__typename": "Customer", "id": "12" },
+                { "__typename": "Customer", "id": "twelve" },
             ] }),
             None,
         )
         .await;
-    let entities = reply.data()["_entities"].as_array().unwrap();
+    let entities = reply.body["data"]["_entities"].as_array().unwrap();
     assert_eq!(entities[0]["id"], "9");
     assert!(entities[1].is_null());
     assert!(entities[2]["name"].is_string());
+    assert!(entities[3].is_null());
+    let mut codes = reply.error_codes();
+    codes.sort();
+    assert_eq!(codes, ["BAD_USER_INPUT", "NOT_FOUND"]);
+    let errors = reply.body["errors"].as_array().unwrap();
+    let missing = errors
+        .iter()
+        .find(|e| e["extensions"]["code"] == "NOT_FOUND")
+        .unwrap();
+    assert_eq!(missing["extensions"]["representation"], "Product:999999");
+    assert_eq!(missing["path"], json!(["_entities"]));
 }
 
 #[tokio::test]
 async fn order_entities_obey_the_same_rules_as_the_order_field() {
     let app = TestApp::spawn().await;
+    let owner: i64 = app
+        .query(
+            "{ order(id: \"1\") { customer { id } } }",
+            json!({}),
+            Some(&app.admin_token()),
+        )
+        .await
+        .data()["order"]["customer"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let own_order = app
+        .query(
+            "{ me { orders(first: 1) { nodes { id } } } }",
+            json!({}),
+            Some(&app.customer_token(owner % 2000 + 1)),
+        )
+        .await
+        .data()["me"]["orders"]["nodes"][0]["id"]
+        .clone();
     let query = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Order { id total { amount } } } }";
-    let variables = json!({ "r": [{ "__typename": "Order", "id": "1" }] });
+    let variables = json!({ "r": [{ "__typename": "Order", "id": "1" }, { "__typename": "Order", "id": own_order }] });
+
     let anonymous = app.query(query, variables.clone(), None).await;
-    assert_eq!(anonymous.error_codes(), ["UNAUTHENTICATED"]);
+    assert_eq!(
+        anonymous.error_codes(),
+        ["UNAUTHENTICATED", "UNAUTHENTICATED"]
+    );
     assert!(!anonymous.body.to_string().contains("amount"));
+
+    // One representation refused does not fail the others.
+    let mixed = app
+        .query(
+            query,
+            variables.clone(),
+            Some(&app.customer_token(owner % 2000 + 1)),
+        )
+        .await;
+    assert_eq!(mixed.error_codes(), ["FORBIDDEN"]);
+    assert!(mixed.body["data"]["_entities"][0].is_null());
+    assert_eq!(mixed.body["data"]["_entities"][1]["id"], own_order);
+
     let admin = app.query(query, variables, Some(&app.admin_token())).await;
     assert_eq!(admin.data()["_entities"][0]["id"], "1");
 }

@@ -1,0 +1,128 @@
+// commerce-graph as one subgraph of a real supergraph: its SDL composes with
+// Apollo's and The Guild's composition libraries beside a second subgraph, and
+// an Apollo gateway on loopback runs queries that cross both, forwarding the
+// caller's token so commerce-graph's authorization still holds.
+//
+// COMMERCE_GRAPH_URL: the running commerce-graph (e.g. http://127.0.0.1:4567)
+// COMMERCE_GRAPH_BIN: its binary, to mint tokens with the server's secret
+//   (COMMERCE_GRAPH_JWT_SECRET must be the server's too).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { parse } from 'graphql';
+import { composeServices as apolloCompose } from '@apollo/composition';
+import { composeServices as guildCompose } from '@theguild/federation-composition';
+import { ApolloServer } from '@apollo/server';
+import { startStandaloneServer } from '@apollo/server/standalone';
+import { ApolloGateway, IntrospectAndCompose, RemoteGraphQLDataSource } from '@apollo/gateway';
+import { startShippingSubgraph, typeDefs as shippingTypeDefs, estimateFor } from './shipping-subgraph.mjs';
+
+const commerce = process.env.COMMERCE_GRAPH_URL;
+const bin = process.env.COMMERCE_GRAPH_BIN;
+
+function token(...args) {
+  return execFileSync(bin, ['token', ...args], { encoding: 'utf8' }).trim();
+}
+
+async function post(url, query, variables = {}, authorization) {
+  const headers = { 'content-type': 'application/json' };
+  if (authorization) headers.authorization = `Bearer ${authorization}`;
+  const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+  return response.json();
+}
+
+let shipping;
+let gateway;
+let gatewayUrl;
+let owner;
+let stranger;
+
+before(async () => {
+  assert.ok(commerce && bin, 'set COMMERCE_GRAPH_URL and COMMERCE_GRAPH_BIN');
+  const admin = token('--admin');
+  const order = await post(`${commerce}/graphql`, '{ order(id: "1") { customer { id } } }', {}, admin);
+  owner = order.data.order.customer.id;
+  stranger = String((Number(owner) % 2000) + 1);
+  shipping = await startShippingSubgraph({
+    shipments: [{ id: 's1', customerId: owner, orderId: '1', productId: '7' }],
+  });
+  gateway = new ApolloServer({
+    gateway: new ApolloGateway({
+      supergraphSdl: new IntrospectAndCompose({
+        subgraphs: [
+          { name: 'commerce', url: `${commerce}/graphql` },
+          { name: 'shipping', url: shipping.url },
+        ],
+      }),
+      // The router forwards the caller's token to the subgraphs.
+      buildService: ({ url }) =>
+        new RemoteGraphQLDataSource({
+          url,
+          willSendRequest({ request, context }) {
+            if (context.authorization) request.http.headers.set('authorization', context.authorization);
+          },
+        }),
+    }),
+  });
+  ({ url: gatewayUrl } = await startStandaloneServer(gateway, {
+    listen: { host: '127.0.0.1', port: 0 },
+    context: async ({ req }) => ({ authorization: req.headers.authorization }),
+  }));
+});
+
+after(async () => {
+  await gateway?.stop();
+  await shipping?.stop();
+});
+
+test('the subgraph SDL composes alone and beside another subgraph, with both libraries', async () => {
+  const { data } = await post(`${commerce}/graphql`, '{ _service { sdl } }');
+  const commerceSdl = parse(data._service.sdl);
+  const alone = [{ name: 'commerce', typeDefs: commerceSdl, url: `${commerce}/graphql` }];
+  const both = [...alone, { name: 'shipping', typeDefs: shippingTypeDefs, url: 'http://127.0.0.1:1/graphql' }];
+  for (const services of [alone, both]) {
+    const apollo = apolloCompose(services);
+    assert.equal(apollo.errors, undefined, JSON.stringify(apollo.errors?.map((e) => e.message)));
+    const guild = guildCompose(services);
+    assert.equal(guild.errors, undefined, JSON.stringify(guild.errors?.map((e) => e.message)));
+  }
+});
+
+test('a query through the gateway joins both subgraphs', async () => {
+  const result = await post(
+    gatewayUrl,
+    '{ products(first: 3) { nodes { id title price { amount } shippingEstimate { days carrier } } } }'
+  );
+  assert.equal(result.errors, undefined, JSON.stringify(result.errors));
+  const nodes = result.data.products.nodes;
+  assert.equal(nodes.length, 3);
+  for (const node of nodes) {
+    assert.ok(node.title.length > 0);
+    assert.deepEqual(node.shippingEstimate, estimateFor(node.id));
+  }
+});
+
+test('entities referenced by the other subgraph resolve in commerce-graph', async () => {
+  const query = '{ shipment(id: "s1") { id product { id title shippingEstimate { days } } customer { id name email } order { number total { amount } } } }';
+  const result = await post(gatewayUrl, query, {}, token('--customer', owner));
+  assert.equal(result.errors, undefined, JSON.stringify(result.errors));
+  const shipment = result.data.shipment;
+  assert.equal(shipment.product.id, '7');
+  assert.equal(shipment.product.shippingEstimate.days, estimateFor('7').days);
+  assert.equal(shipment.customer.id, owner);
+  assert.match(shipment.customer.email, /@/);
+  assert.match(shipment.order.number, /^CG-/);
+});
+
+test("a forwarded customer token cannot reach another customer's order or email", async () => {
+  const query = '{ shipment(id: "s1") { id customer { name email } order { number total { amount } } } }';
+  const result = await post(gatewayUrl, query, {}, token('--customer', stranger));
+  assert.ok(result.errors?.length > 0, 'errors are reported');
+  const text = JSON.stringify(result.data);
+  assert.doesNotMatch(text, /CG-/, 'no order number');
+  assert.doesNotMatch(text, /"amount"/, 'no order total');
+  assert.doesNotMatch(text, /@example/, 'no email');
+  const codes = result.errors.map((e) => e.extensions?.code);
+  assert.ok(codes.includes('FORBIDDEN'), JSON.stringify(result.errors));
+});
