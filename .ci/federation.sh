@@ -11,6 +11,7 @@ cargo build --release --quiet
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 export COMMERCE_GRAPH_JWT_SECRET="federation-test-secret-$(date +%s%N)"
+export COMMERCE_GRAPH_ROUTER_SECRET="router-secret-$(date +%s%N)"
 target/release/commerce-graph serve --listen "127.0.0.1:$port" \
   --database-url "sqlite://$work/commerce.db" >"$work/server.log" 2>&1 &
 server=$!

@@ -126,6 +126,16 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
 
+    /// Shared secret the federation router sends in `x-router-secret`; when
+    /// set, `_entities` and `_service` are refused without it.
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_ROUTER_SECRET",
+        hide_env_values = true
+    )]
+    pub router_secret: Option<String>,
+
     /// Send `x-sql-statements` (statements the request ran) with each GraphQL
     /// response [default: on in development].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_EXPOSE_SQL_STATEMENTS")]
@@ -149,6 +159,7 @@ struct FileSettings {
     seed_on_start: Option<bool>,
     log_format: Option<LogFormat>,
     expose_sql_statements: Option<bool>,
+    router_secret: Option<String>,
 }
 
 /// The resolved configuration.
@@ -170,6 +181,8 @@ pub struct Config {
     pub seed_on_start: bool,
     pub log_format: LogFormat,
     pub expose_sql_statements: bool,
+    /// The secret the router must send for `_entities` and `_service`.
+    pub router_secret: Option<String>,
 }
 
 impl Config {
@@ -195,6 +208,13 @@ impl Config {
             .unwrap_or(Profile::Development);
         let development = profile == Profile::Development;
         let jwt_secret = settings.jwt_secret.clone().or(file.jwt_secret);
+        let router_secret = settings
+            .router_secret
+            .clone()
+            .or(file.router_secret.clone());
+        if router_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            bail!("the router secret must be at least 16 bytes long");
+        }
         if let Some(secret) = &jwt_secret {
             if secret.len() < 16 {
                 bail!("the JWT secret must be at least 16 bytes long");
@@ -255,6 +275,7 @@ impl Config {
                 } else {
                     LogFormat::Json
                 }),
+            router_secret,
             expose_sql_statements: settings
                 .expose_sql_statements
                 .or(file.expose_sql_statements)

@@ -7,7 +7,10 @@
 //!   the codes Apollo clients already understand; errors raised during
 //!   execution without a code become `INTERNAL_SERVER_ERROR`;
 //! - it completes `_service { sdl }` with what async-graphql does not print
-//!   (see [`super::federation`]).
+//!   (see [`super::federation`]);
+//! - when the operator configured a router secret, it refuses `_entities`
+//!   and `_service` to requests that do not carry it, so nobody bypasses the
+//!   router's own checks by calling the subgraph directly.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -56,6 +59,19 @@ fn with_code(error: &mut ServerError, code: &str) {
     }
 }
 
+pub const ROUTER_SECRET_REQUIRED: &str = "ROUTER_SECRET_REQUIRED";
+
+/// Whether the request came through the router, as far as the subgraph can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouterAccess {
+    /// No router secret is configured: anyone may call every field.
+    Open,
+    /// The request carried the configured secret.
+    Verified,
+    /// A secret is configured and the request did not carry it.
+    Missing,
+}
+
 pub(super) struct Conventions;
 
 impl ExtensionFactory for Conventions {
@@ -72,6 +88,19 @@ impl Extension for Conventions {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
+        let federation_field =
+            info.parent_type == "Query" && matches!(info.name, "_entities" | "_service");
+        if federation_field && ctx.data::<RouterAccess>().ok() == Some(&RouterAccess::Missing) {
+            let mut error = ServerError::new(
+                format!(
+                    "`{}` is only answered to the federation router: send the router secret",
+                    info.name
+                ),
+                Some(info.field.name.pos),
+            );
+            with_code(&mut error, ROUTER_SECRET_REQUIRED);
+            return Err(error);
+        }
         let is_service_sdl = info.parent_type == "_Service" && info.name == "sdl";
         let value = next.run(ctx, info).await?;
         Ok(match value {

@@ -14,7 +14,7 @@ mod pagination;
 use async_graphql::{EmptySubscription, MergedObject, Request, Response, SDLExportOptions, Schema};
 use batching::{RequestActivity, Tracked};
 
-pub use conventions::ExecutionStarted;
+pub use conventions::{ExecutionStarted, RouterAccess};
 pub use error::{code, ApiError};
 pub use loader::{request_loader, RequestLoader};
 
@@ -58,7 +58,12 @@ pub struct RequestScope {
 impl RequestScope {
     /// Attaches what a request's resolvers need: who is asking, and a fresh
     /// DataLoader over a store handle whose statement counter is the request's.
-    pub fn new(request: Request, store: &Store, viewer: Viewer) -> (Request, RequestScope) {
+    pub fn new(
+        request: Request,
+        store: &Store,
+        viewer: Viewer,
+        router: RouterAccess,
+    ) -> (Request, RequestScope) {
         let scope = RequestScope {
             store: store.scoped(),
             started: ExecutionStarted::default(),
@@ -66,6 +71,7 @@ impl RequestScope {
         };
         let request = request
             .data(viewer)
+            .data(router)
             .data(request_loader(scope.store.clone(), scope.activity.clone()))
             .data(scope.started.clone());
         (request, scope)

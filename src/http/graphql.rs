@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 use super::problem::{codes, Problem};
 use super::{graphiql, AppState, REQUEST_ID};
 use crate::auth::Viewer;
-use crate::graph;
+use crate::graph::{self, RouterAccess};
+
+/// The header the federation router sends the shared secret in.
+const ROUTER_SECRET: &str = "x-router-secret";
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
@@ -252,6 +255,32 @@ fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Viewer, Problem> 
     })
 }
 
+/// Whether the request carries the router secret (when one is configured).
+fn router_access(app: &AppState, headers: &HeaderMap) -> RouterAccess {
+    let Some(secret) = &app.config.router_secret else {
+        return RouterAccess::Open;
+    };
+    let sent = headers
+        .get(ROUTER_SECRET)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if constant_time_eq(sent, secret.as_bytes()) {
+        RouterAccess::Verified
+    } else {
+        RouterAccess::Missing
+    }
+}
+
+/// Compares without returning early, so the time taken does not tell how
+/// much of a guessed secret was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = a.len() ^ b.len();
+    for (i, byte) in b.iter().enumerate() {
+        difference |= usize::from(a.get(i).copied().unwrap_or(0) ^ byte);
+    }
+    difference == 0
+}
+
 /// Which kind of operation the request would run, if its document parses
 /// and the operation can be selected (otherwise execution reports why).
 fn operation_type(query: &str, operation_name: Option<&str>) -> Option<OperationType> {
@@ -329,7 +358,8 @@ async fn execute(
     if let Some(name) = params.operation_name.filter(|n| !n.is_empty()) {
         request = request.operation_name(name);
     }
-    let (request, scope) = graph::RequestScope::new(request, &app.store, viewer);
+    let router = router_access(app, headers);
+    let (request, scope) = graph::RequestScope::new(request, &app.store, viewer, router);
     let mut response = scope.execute(&app.schema, request).await;
     for error in &mut response.errors {
         error
@@ -409,6 +439,14 @@ mod tests {
             )),
             Some(MediaType::Json)
         );
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(constant_time_eq(b"router-secret", b"router-secret"));
+        assert!(!constant_time_eq(b"router-secre", b"router-secret"));
+        assert!(!constant_time_eq(b"router-secret!", b"router-secret"));
+        assert!(!constant_time_eq(b"", b"router-secret"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Reply, TestApp};
 
 #[tokio::test]
 async fn service_sdl_is_federation_v2_and_matches_the_checked_in_schema() {
@@ -164,4 +164,54 @@ async fn order_entities_obey_the_same_rules_as_the_order_field() {
 
     let admin = app.query(query, variables, Some(&app.admin_token())).await;
     assert_eq!(admin.data()["_entities"][0]["id"], "1");
+}
+
+#[tokio::test]
+async fn with_a_router_secret_only_the_router_reaches_entities_and_the_sdl() {
+    const SECRET: &str = "router-secret-0123456789";
+    let app = TestApp::spawn_with(|c| c.router_secret = Some(SECRET.into())).await;
+    let entities = json!({
+        "query": "query($r: [_Any!]!) { _entities(representations: $r) { ... on Product { id } } }",
+        "variables": { "r": [{ "__typename": "Product", "id": "1" }] },
+    });
+    let service = json!({ "query": "{ _service { sdl } }" });
+    for body in [&entities, &service] {
+        let direct = Reply::from(
+            app.client
+                .post(app.graphql_url())
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(direct.error_codes(), ["ROUTER_SECRET_REQUIRED"], "{body}");
+        assert!(!direct.body.to_string().contains("\"sdl\":\""));
+        let wrong = Reply::from(
+            app.client
+                .post(app.graphql_url())
+                .header("x-router-secret", "router-secret-guess")
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(wrong.error_codes(), ["ROUTER_SECRET_REQUIRED"]);
+        let routed = Reply::from(
+            app.client
+                .post(app.graphql_url())
+                .header("x-router-secret", SECRET)
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        routed.data();
+    }
+    // Ordinary queries do not need it.
+    app.query("{ categories { id } }", json!({}), None)
+        .await
+        .data();
 }

@@ -88,6 +88,7 @@ impl TestApp {
             seed_on_start: false,
             log_format: LogFormat::Text,
             expose_sql_statements: true,
+            router_secret: None,
         };
         configure(&mut config);
         let store = prepare_store(&config).await.unwrap();

@@ -6,6 +6,8 @@
 // COMMERCE_GRAPH_URL: the running commerce-graph (e.g. http://127.0.0.1:4567)
 // COMMERCE_GRAPH_BIN: its binary, to mint tokens with the server's secret
 //   (COMMERCE_GRAPH_JWT_SECRET must be the server's too).
+// COMMERCE_GRAPH_ROUTER_SECRET: the router secret the server was given; the
+//   gateway sends it, direct callers do not.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,13 +22,14 @@ import { startShippingSubgraph, typeDefs as shippingTypeDefs, estimateFor } from
 
 const commerce = process.env.COMMERCE_GRAPH_URL;
 const bin = process.env.COMMERCE_GRAPH_BIN;
+const routerSecret = process.env.COMMERCE_GRAPH_ROUTER_SECRET;
 
 function token(...args) {
   return execFileSync(bin, ['token', ...args], { encoding: 'utf8' }).trim();
 }
 
-async function post(url, query, variables = {}, authorization) {
-  const headers = { 'content-type': 'application/json' };
+async function post(url, query, variables = {}, authorization, extraHeaders = {}) {
+  const headers = { 'content-type': 'application/json', ...extraHeaders };
   if (authorization) headers.authorization = `Bearer ${authorization}`;
   const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
   return response.json();
@@ -40,7 +43,7 @@ let owner;
 let stranger;
 
 before(async () => {
-  assert.ok(commerce && bin, 'set COMMERCE_GRAPH_URL and COMMERCE_GRAPH_BIN');
+  assert.ok(commerce && bin && routerSecret, 'set COMMERCE_GRAPH_URL, _BIN and _ROUTER_SECRET');
   const admin = token('--admin');
   const order = await post(`${commerce}/graphql`, '{ order(id: "1") { customer { id } } }', {}, admin);
   owner = order.data.order.customer.id;
@@ -54,7 +57,9 @@ before(async () => {
   // cannot apply, so their links are downgraded to plain links here; the
   // directives stay in the schema and commerce-graph enforces the rules
   // itself, which is what these tests check.
-  const { data } = await post(`${commerce}/graphql`, '{ _service { sdl } }');
+  const { data } = await post(`${commerce}/graphql`, '{ _service { sdl } }', {}, undefined, {
+    'x-router-secret': routerSecret,
+  });
   const composed = apolloCompose([
     { name: 'commerce', typeDefs: parse(data._service.sdl), url: `${commerce}/graphql` },
     { name: 'shipping', typeDefs: shippingTypeDefs, url: shipping.url },
@@ -70,6 +75,7 @@ before(async () => {
           url,
           willSendRequest({ request, context }) {
             if (context.authorization) request.http.headers.set('authorization', context.authorization);
+            request.http.headers.set('x-router-secret', routerSecret);
           },
         }),
     }),
@@ -87,7 +93,9 @@ after(async () => {
 });
 
 test('the subgraph SDL composes alone and beside another subgraph, with both libraries', async () => {
-  const { data } = await post(`${commerce}/graphql`, '{ _service { sdl } }');
+  const { data } = await post(`${commerce}/graphql`, '{ _service { sdl } }', {}, undefined, {
+    'x-router-secret': routerSecret,
+  });
   const commerceSdl = parse(data._service.sdl);
   const alone = [{ name: 'commerce', typeDefs: commerceSdl, url: `${commerce}/graphql` }];
   const both = [...alone, { name: 'shipping', typeDefs: shippingTypeDefs, url: 'http://127.0.0.1:1/graphql' }];
@@ -135,4 +143,15 @@ test("a forwarded customer token cannot reach another customer's order or email"
   assert.doesNotMatch(text, /@example/, 'no email');
   const codes = result.errors.map((e) => e.extensions?.code);
   assert.ok(codes.includes('FORBIDDEN'), JSON.stringify(result.errors));
+});
+
+test('calling the subgraph directly, around the router, gets no entities', async () => {
+  const result = await post(
+    `${commerce}/graphql`,
+    'query($r: [_Any!]!) { _entities(representations: $r) { ... on Order { total { amount } } } }',
+    { r: [{ __typename: 'Order', id: '1' }] },
+    token('--customer', owner)
+  );
+  assert.deepEqual(result.errors.map((e) => e.extensions.code), ['ROUTER_SECRET_REQUIRED']);
+  assert.doesNotMatch(JSON.stringify(result.data ?? null), /amount/);
 });
