@@ -71,7 +71,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Schema => {
-            print!("{}", graph::subgraph_sdl(&graph::build_schema()));
+            print!(
+                "{}",
+                graph::subgraph_sdl(&graph::build_schema(config.limits))
+            );
             Ok(())
         }
         Command::Token {

@@ -10,6 +10,8 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
+use crate::limits::Limits;
+
 /// The JWT secret used when none is configured, in development only.
 pub const DEVELOPMENT_JWT_SECRET: &str = "commerce-graph-development-secret-not-for-production";
 
@@ -126,6 +128,36 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
 
+    /// Deepest nesting of fields a query may have [default: 12].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_DEPTH")]
+    pub max_depth: Option<usize>,
+
+    /// Most field selections in an operation, fragments counted per use
+    /// [default: 1000].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_FIELDS")]
+    pub max_fields: Option<usize>,
+
+    /// Most aliased fields in an operation, fragments counted per use
+    /// [default: 30].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_ALIASES")]
+    pub max_aliases: Option<usize>,
+
+    /// Most fields at the root of an operation [default: 20].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_ROOT_FIELDS")]
+    pub max_root_fields: Option<usize>,
+
+    /// Most directives on one field or fragment [default: 10].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_DIRECTIVES")]
+    pub max_directives: Option<usize>,
+
+    /// Largest query document, in bytes [default: 32768].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_DOCUMENT_BYTES")]
+    pub max_document_bytes: Option<usize>,
+
+    /// Most lexical tokens in a query document [default: 5000].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_TOKENS")]
+    pub max_tokens: Option<usize>,
+
     /// Shared secret the federation router sends in `x-router-secret`; when
     /// set, `_entities` and `_service` are refused without it.
     #[arg(
@@ -160,6 +192,13 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     expose_sql_statements: Option<bool>,
     router_secret: Option<String>,
+    max_depth: Option<usize>,
+    max_fields: Option<usize>,
+    max_aliases: Option<usize>,
+    max_root_fields: Option<usize>,
+    max_directives: Option<usize>,
+    max_document_bytes: Option<usize>,
+    max_tokens: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -183,6 +222,8 @@ pub struct Config {
     pub expose_sql_statements: bool,
     /// The secret the router must send for `_entities` and `_service`.
     pub router_secret: Option<String>,
+    /// Limits on a query's shape.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -276,6 +317,39 @@ impl Config {
                     LogFormat::Json
                 }),
             router_secret,
+            limits: {
+                let defaults = Limits::default();
+                Limits {
+                    max_depth: settings
+                        .max_depth
+                        .or(file.max_depth)
+                        .unwrap_or(defaults.max_depth),
+                    max_fields: settings
+                        .max_fields
+                        .or(file.max_fields)
+                        .unwrap_or(defaults.max_fields),
+                    max_aliases: settings
+                        .max_aliases
+                        .or(file.max_aliases)
+                        .unwrap_or(defaults.max_aliases),
+                    max_root_fields: settings
+                        .max_root_fields
+                        .or(file.max_root_fields)
+                        .unwrap_or(defaults.max_root_fields),
+                    max_directives: settings
+                        .max_directives
+                        .or(file.max_directives)
+                        .unwrap_or(defaults.max_directives),
+                    max_document_bytes: settings
+                        .max_document_bytes
+                        .or(file.max_document_bytes)
+                        .unwrap_or(defaults.max_document_bytes),
+                    max_tokens: settings
+                        .max_tokens
+                        .or(file.max_tokens)
+                        .unwrap_or(defaults.max_tokens),
+                }
+            },
             expose_sql_statements: settings
                 .expose_sql_statements
                 .or(file.expose_sql_statements)

@@ -8,5 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod graph;
 pub mod http;
+pub mod limits;
 pub mod server;
 pub mod store;

@@ -8,6 +8,8 @@
 //!   execution without a code become `INTERNAL_SERVER_ERROR`;
 //! - it completes `_service { sdl }` with what async-graphql does not print
 //!   (see [`super::federation`]);
+//! - it enforces the configured [`Limits`] on every document, before
+//!   validation (size and tokens before parsing, the shape right after);
 //! - when the operator configured a router secret, it refuses `_entities`
 //!   and `_service` to requests that do not carry it, so nobody bypasses the
 //!   router's own checks by calling the subgraph directly.
@@ -16,13 +18,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextResolve,
-    NextValidation, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+    NextResolve, NextValidation, ResolveInfo,
 };
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Value, Variables};
+use async_graphql::{
+    Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
+};
 
 use super::error::code;
+use crate::limits::{Exceeded, Limits};
 
 pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
@@ -50,6 +55,17 @@ impl ExecutionStarted {
             with_code(error, fallback);
         }
     }
+}
+
+/// A limit the document broke, as a request error with the limit and the
+/// measured value.
+fn limit_error(exceeded: Exceeded) -> ServerError {
+    let mut error = ServerError::new(exceeded.message(), None);
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    extensions.set("code", exceeded.code);
+    extensions.set("limit", exceeded.limit as u64);
+    extensions.set("measured", exceeded.measured as u64);
+    error
 }
 
 fn with_code(error: &mut ServerError, code: &str) {
@@ -109,6 +125,27 @@ impl Extension for Conventions {
             }
             other => other,
         })
+    }
+
+    /// Parses the document (async-graphql then reuses it) and checks the
+    /// limits before async-graphql's own document walks, one of which expands
+    /// fragments without memory and would take exponential time on a
+    /// "fragment bomb".
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if let Ok(limits) = ctx.data::<Limits>() {
+            limits.check_text(&request.query).map_err(limit_error)?;
+            let document = request.parsed_query().map_err(|mut e| {
+                with_code(&mut e, GRAPHQL_PARSE_FAILED);
+                e
+            })?;
+            limits.check_document(document).map_err(limit_error)?;
+        }
+        next.run(ctx, request).await
     }
 
     async fn parse_query(

@@ -19,6 +19,7 @@ pub use error::{code, ApiError};
 pub use loader::{request_loader, RequestLoader};
 
 use crate::auth::Viewer;
+use crate::limits::Limits;
 use crate::store::Store;
 
 #[derive(MergedObject, Default)]
@@ -33,8 +34,9 @@ pub struct Mutation(orders::OrderMutation, catalog::CatalogMutation);
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
-pub fn build_schema() -> AppSchema {
+pub fn build_schema(limits: Limits) -> AppSchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(limits)
         .enable_federation()
         .extension(conventions::Conventions)
         .finish()

@@ -89,6 +89,7 @@ impl TestApp {
             log_format: LogFormat::Text,
             expose_sql_statements: true,
             router_secret: None,
+            limits: Default::default(),
         };
         configure(&mut config);
         let store = prepare_store(&config).await.unwrap();

@@ -6,5 +6,6 @@ mod federation;
 mod graph;
 mod helpers;
 mod http;
+mod limits;
 mod manifests;
 mod writes;
