@@ -1,0 +1,54 @@
+//! Micro-benchmarks of work every request does before execution: parsing a
+//! document and measuring it against the limits, counting its tokens, and the
+//! same for a hostile "fragment bomb" that must be refused cheaply.
+//!
+//! `cargo bench --bench hot_paths` prints the figures.
+
+use commerce_graph::limits::{count_tokens, Limits};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+
+const W1: &str =
+    "query ProductPage($id: ID!) { product(id: $id) { title price { amount currency } \
+    inventory { available warehouse } images(first: 5) { url alt } \
+    reviews(first: 10) { rating author { name verified } text } } }";
+
+const W2: &str = "{ orders(first: 100) { nodes { id customer { name } items { product { title \
+    price { amount currency } } } } } }";
+
+fn fragment_bomb(levels: usize) -> String {
+    let mut query = String::from("{ categories { ...F0 } }");
+    for i in 0..levels {
+        query.push_str(&format!(
+            " fragment F{i} on Category {{ ...F{} ...F{} }}",
+            i + 1,
+            i + 1
+        ));
+    }
+    query.push_str(&format!(" fragment F{levels} on Category {{ id }}"));
+    query
+}
+
+fn limits(c: &mut Criterion) {
+    let limits = Limits::default();
+    for (name, query) in [
+        ("W1", W1.to_string()),
+        ("W2", W2.to_string()),
+        ("bomb-30", fragment_bomb(30)),
+    ] {
+        c.bench_function(&format!("parse + limits {name}"), |b| {
+            b.iter(|| {
+                let outcome = limits.check_text(black_box(&query)).and_then(|()| {
+                    let document = async_graphql::parser::parse_query(&query).expect("parses");
+                    limits.check_document(&document)
+                });
+                black_box(outcome.is_ok())
+            })
+        });
+    }
+    c.bench_function("count tokens W1", |b| {
+        b.iter(|| count_tokens(black_box(W1), usize::MAX))
+    });
+}
+
+criterion_group!(benches, limits);
+criterion_main!(benches);
