@@ -12,7 +12,9 @@ use serde_json::Value;
 use super::customers::{Customer, CustomerId};
 use super::error::ApiError;
 use super::federation::{authenticated, entity_or_null};
-use super::loader::{collect_children, group_by_params, loader, store, StoreLoader};
+use super::loader::{
+    collect_children, group_by_params, loader, require_admin, require_customer, store, StoreLoader,
+};
 use super::pagination::{
     decode_cursor, decode_id_cursor, encode_cursor, encode_id_cursor, page_size, parse_id,
     DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
@@ -874,7 +876,7 @@ impl CatalogMutation {
     /// Reviews a product as the signed-in customer.
     #[graphql(directive = authenticated::apply())]
     async fn add_review(&self, ctx: &Context<'_>, input: AddReviewInput) -> Result<Review> {
-        let customer_id = super::orders::require_customer(ctx)?;
+        let customer_id = require_customer(ctx)?;
         let product_id = parse_id("input.productId", &input.product_id)
             .map_err(|_| invalid("input.productId", "is not a product id"))?;
         if !(1..=5).contains(&input.rating) {
@@ -907,7 +909,7 @@ impl CatalogMutation {
         product_id: ID,
         cents: i64,
     ) -> Result<Product> {
-        super::orders::require_admin(ctx)?;
+        require_admin(ctx)?;
         let id = parse_id("productId", &product_id)?;
         if !(1..=MAX_PRICE_CENTS).contains(&cents) {
             return Err(invalid("cents", "must be between 1 and 100000000").into());
@@ -930,7 +932,7 @@ impl CatalogMutation {
         warehouse: String,
         delta: i64,
     ) -> Result<InventoryLevel> {
-        super::orders::require_admin(ctx)?;
+        require_admin(ctx)?;
         let id = parse_id("productId", &product_id)?;
         let valid_name = !warehouse.is_empty()
             && warehouse.len() <= 64

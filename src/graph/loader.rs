@@ -73,6 +73,33 @@ pub(crate) fn require_owner_or_admin(viewer: Viewer, customer_id: i64) -> Result
     }
 }
 
+/// The customer placing an order or writing a review.
+pub(crate) fn require_customer(ctx: &Context<'_>) -> Result<i64, ApiError> {
+    let viewer = viewer(ctx);
+    match viewer.customer_id {
+        Some(id) => Ok(id),
+        None if viewer.is_authenticated() => Err(ApiError::Forbidden(
+            "this needs a customer's token (an operator token names no customer)",
+        )),
+        None => Err(ApiError::Unauthenticated(
+            "sign in (send a bearer token) to do this",
+        )),
+    }
+}
+
+pub(crate) fn require_admin(ctx: &Context<'_>) -> Result<(), ApiError> {
+    let viewer = viewer(ctx);
+    if viewer.admin {
+        Ok(())
+    } else if viewer.is_authenticated() {
+        Err(ApiError::Forbidden("only admins may do this"))
+    } else {
+        Err(ApiError::Unauthenticated(
+            "sign in with an admin token to do this",
+        ))
+    }
+}
+
 /// Splits keys that carry parameters (`first`, `after`, a filter) into groups
 /// with equal parameters, so each group is one statement over all its parents.
 /// Groups come out in the order their first key came in.

@@ -13,7 +13,8 @@ use super::customers::{Customer, CustomerId};
 use super::error::ApiError;
 use super::federation::{authenticated, entity_or_null};
 use super::loader::{
-    collect_children, group_by_params, loader, require_owner_or_admin, store, viewer, StoreLoader,
+    collect_children, group_by_params, loader, require_admin, require_customer,
+    require_owner_or_admin, store, viewer, StoreLoader,
 };
 use super::pagination::{
     decode_id_cursor, encode_id_cursor, page_size, parse_id, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
@@ -388,15 +389,7 @@ impl OrderQuery {
         after: Option<String>,
         status: Option<OrderStatus>,
     ) -> Result<Option<OrderConnection>> {
-        let viewer = viewer(ctx);
-        if !viewer.admin {
-            return Err(if viewer.is_authenticated() {
-                ApiError::Forbidden("only admins may list all orders")
-            } else {
-                ApiError::Unauthenticated("sign in with an admin token to list all orders")
-            }
-            .into());
-        }
+        require_admin(ctx)?;
         let (page, shown) = order_page(first, after.as_deref(), status)?;
         let rows = store(ctx)?
             .orders_page(&page)
@@ -407,7 +400,7 @@ impl OrderQuery {
             shown,
             after.is_some(),
             OrderCountSource::All(page.status),
-            viewer,
+            viewer(ctx),
         )?))
     }
 
@@ -518,33 +511,6 @@ async fn reload_order(ctx: &Context<'_>, id: i64) -> Result<Order> {
         .ok_or_else(|| ApiError::NotFound(format!("order {id} does not exist")))?;
     loader(ctx)?.feed_one(OrderId(id), row.clone()).await;
     Ok(Order::visible(row, viewer(ctx))?)
-}
-
-/// The customer placing an order or writing a review.
-pub(crate) fn require_customer(ctx: &Context<'_>) -> Result<i64, ApiError> {
-    let viewer = viewer(ctx);
-    match viewer.customer_id {
-        Some(id) => Ok(id),
-        None if viewer.is_authenticated() => Err(ApiError::Forbidden(
-            "this needs a customer's token (an operator token names no customer)",
-        )),
-        None => Err(ApiError::Unauthenticated(
-            "sign in (send a bearer token) to do this",
-        )),
-    }
-}
-
-pub(crate) fn require_admin(ctx: &Context<'_>) -> Result<(), ApiError> {
-    let viewer = viewer(ctx);
-    if viewer.admin {
-        Ok(())
-    } else if viewer.is_authenticated() {
-        Err(ApiError::Forbidden("only admins may do this"))
-    } else {
-        Err(ApiError::Unauthenticated(
-            "sign in with an admin token to do this",
-        ))
-    }
 }
 
 #[derive(Default)]

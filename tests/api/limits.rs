@@ -22,6 +22,20 @@ fn nested(depth: usize) -> String {
     query
 }
 
+/// 30 fragments, each spreading the next twice: 2^30 uses of `leaf`.
+fn fragment_bomb(operation: &str, on: &str, leaf: &str) -> String {
+    let mut query = operation.to_string();
+    for i in 0..30 {
+        query.push_str(&format!(
+            " fragment F{i} on {on} {{ ...F{} ...F{} }}",
+            i + 1,
+            i + 1
+        ));
+    }
+    query.push_str(&format!(" fragment F30 on {on} {{ {leaf} }}"));
+    query
+}
+
 async fn refused(app: &TestApp, query: &str) -> Reply {
     let reply = Reply::from(
         app.client
@@ -116,30 +130,14 @@ async fn limits_apply_to_get_requests_too() {
 #[tokio::test]
 async fn a_fragment_bomb_is_refused_quickly() {
     let app = TestApp::spawn().await;
-    let mut query = String::from("{ categories { ...F0 } }");
-    for i in 0..30 {
-        query.push_str(&format!(
-            " fragment F{i} on Category {{ ...F{} ...F{} }}",
-            i + 1,
-            i + 1
-        ));
-    }
-    query.push_str(" fragment F30 on Category { id }");
+    let query = fragment_bomb("{ categories { ...F0 } }", "Category", "id");
     let started = std::time::Instant::now();
     let reply = refused(&app, &query).await;
     assert_eq!(reply.error_codes(), ["TOO_MANY_FIELDS"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
     // The same bomb inside introspection.
-    let mut query = String::from("{ __schema { types { ...F0 } } }");
-    for i in 0..30 {
-        query.push_str(&format!(
-            " fragment F{i} on __Type {{ ...F{} ...F{} }}",
-            i + 1,
-            i + 1
-        ));
-    }
-    query.push_str(" fragment F30 on __Type { name }");
+    let query = fragment_bomb("{ __schema { types { ...F0 } } }", "__Type", "name");
     let reply = refused(&app, &query).await;
     assert_eq!(reply.error_codes(), ["TOO_MANY_FIELDS"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
