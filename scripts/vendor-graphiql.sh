@@ -2,8 +2,8 @@
 # Copies GraphiQL and React's browser builds into assets/graphiql/, from the
 # npm packages at the pinned versions below. The files are committed and
 # compiled into the binary, so GraphiQL never loads anything from a CDN.
-# Run it again only to change versions (then update GRAPHIQL_VERSION in
-# src/http/graphiql.rs).
+# Run it again only to change versions (then update ASSET_VERSION in
+# src/http/graphiql.rs; a unit test there compares it with GRAPHIQL below).
 set -euo pipefail
 
 GRAPHIQL=3.9.0   # the last major version with a UMD build
@@ -30,4 +30,5 @@ cp react/package/umd/react.production.min.js "$out/react.production.min.js"
 cp react-dom/package/umd/react-dom.production.min.js "$out/react-dom.production.min.js"
 cp graphiql/package/LICENSE "$out/LICENSE-graphiql"
 cp react/package/LICENSE "$out/LICENSE-react"
+cp react-dom/package/LICENSE "$out/LICENSE-react-dom"
 echo "vendored graphiql $GRAPHIQL and react $REACT into $out"

@@ -21,7 +21,20 @@
       body: JSON.stringify(params),
       credentials: 'same-origin',
     }).then(function (response) {
-      return response.json();
+      // Errors the GraphQL layer never saw (a proxy's 502, a 413 for a too
+      // large body) may not be JSON: show their status and text in the
+      // result pane instead of a bare JSON parse error.
+      return response.text().then(function (text) {
+        try {
+          return JSON.parse(text);
+        } catch (_) {
+          return {
+            errors: [
+              { message: 'HTTP ' + response.status + ' ' + response.statusText + ': ' + text },
+            ],
+          };
+        }
+      });
     });
   }
 

@@ -10,7 +10,8 @@ use axum::routing::get;
 use axum::Router;
 
 /// Part of every asset URL, so a new build never meets a stale cached asset
-/// (assets are cached for a year).
+/// (assets are cached for a year). The GraphiQL version must match the pin in
+/// `scripts/vendor-graphiql.sh`; a unit test checks that it does.
 const ASSET_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-graphiql-3.9.0");
 
 /// Where the page can load from: only this server. GraphiQL sets inline style
@@ -72,7 +73,10 @@ async fn asset(Path(file): Path<String>) -> Response {
     }
 }
 
-/// The GraphiQL page.
+/// The GraphiQL page (200, `text/html; charset=utf-8`) with a strict
+/// Content-Security-Policy header and `cache-control: no-cache`: the page is
+/// tiny and must follow the binary's version, while the assets it names carry
+/// that version in their URLs and are cached for good.
 pub fn page() -> Response {
     let v = ASSET_VERSION;
     let html = format!(
@@ -123,7 +127,7 @@ pub fn page() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
+    use axum::body::{to_bytes, Body};
     use tower::ServiceExt;
 
     async fn get_asset(path: &str) -> Response {
@@ -133,35 +137,127 @@ mod tests {
             .unwrap()
     }
 
+    async fn body_text(response: Response) -> String {
+        let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn header_text(response: &Response, name: header::HeaderName) -> &str {
+        response.headers()[name].to_str().unwrap()
+    }
+
+    fn asset_bytes(name: &str) -> &'static [u8] {
+        ASSETS.iter().find(|(n, _, _)| *n == name).unwrap().2
+    }
+
     #[tokio::test]
-    async fn assets_are_served_with_their_types_and_unknown_names_are_404() {
+    async fn every_asset_is_served_with_its_type_and_cached_for_good() {
+        for (name, content_type, bytes) in ASSETS {
+            let response = get_asset(&format!("/graphiql/assets/{name}")).await;
+            assert_eq!(response.status(), StatusCode::OK, "{name}");
+            assert_eq!(header_text(&response, header::CONTENT_TYPE), content_type);
+            assert_eq!(
+                header_text(&response, header::CACHE_CONTROL),
+                "public, max-age=31536000, immutable"
+            );
+            assert!(
+                !bytes.is_empty(),
+                "{name} is empty: run scripts/vendor-graphiql.sh"
+            );
+            assert_eq!(body_text(response).await.as_bytes(), bytes, "{name}");
+        }
         let js = get_asset("/graphiql/assets/graphiql.min.js").await;
-        assert_eq!(js.status(), StatusCode::OK);
-        assert!(js.headers()[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .starts_with("text/javascript"));
+        assert!(header_text(&js, header::CONTENT_TYPE).starts_with("text/javascript"));
         let css = get_asset("/graphiql/assets/graphiql.min.css").await;
-        assert!(css.headers()[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .starts_with("text/css"));
+        assert!(header_text(&css, header::CONTENT_TYPE).starts_with("text/css"));
+    }
+
+    #[tokio::test]
+    async fn unknown_names_and_path_tricks_are_404() {
         for missing in [
             "/graphiql/assets/nope.js",
+            "/graphiql/assets/LICENSE-graphiql",
             "/graphiql/assets/..%2FCargo.toml",
+            "/graphiql/assets/..%2F..%2FCargo.toml",
+            "/graphiql/assets/%2E%2E%2F%2E%2E%2FCargo.toml",
+            "/graphiql/assets/../../Cargo.toml",
+            "/graphiql/assets/init.js%00",
+            "/graphiql/assets/",
         ] {
-            assert_eq!(get_asset(missing).await.status(), StatusCode::NOT_FOUND);
+            assert_eq!(
+                get_asset(missing).await.status(),
+                StatusCode::NOT_FOUND,
+                "{missing}"
+            );
         }
     }
 
-    #[test]
-    fn the_page_loads_nothing_from_elsewhere() {
+    #[tokio::test]
+    async fn the_page_is_html_under_a_strict_policy() {
         let response = page();
-        assert!(response.headers()[header::CONTENT_SECURITY_POLICY]
-            .to_str()
-            .unwrap()
-            .contains("script-src 'self'"));
-        let init = std::str::from_utf8(ASSETS[4].2).unwrap();
-        assert!(!init.contains("http://") && !init.contains("https://"));
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            header_text(&response, header::CONTENT_TYPE),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(header_text(&response, header::CACHE_CONTROL), "no-cache");
+        let csp = header_text(&response, header::CONTENT_SECURITY_POLICY);
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self';",
+            "connect-src 'self'",
+            "img-src 'self' data:",
+            "style-src 'self' 'unsafe-inline'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{directive} missing from {csp}");
+        }
+        // Scripts only from files: an inline script would need 'unsafe-inline'.
+        let script_src = csp
+            .split(';')
+            .find(|d| d.trim().starts_with("script-src"))
+            .unwrap();
+        assert!(!script_src.contains("unsafe"), "{script_src}");
+    }
+
+    #[tokio::test]
+    async fn the_page_loads_nothing_from_elsewhere() {
+        let html = body_text(page()).await;
+        let init = std::str::from_utf8(asset_bytes("init.js")).unwrap();
+        for text in [html.as_str(), init] {
+            assert!(!text.contains("http://") && !text.contains("https://"));
+            assert!(!text.contains("//cdn") && !text.contains("src=\"//"));
+        }
+        // No inline script: every <script> names a file.
+        assert_eq!(
+            html.matches("<script").count(),
+            html.matches("<script src=").count()
+        );
+        // Every asset the page names exists and carries the version.
+        let mut named = 0;
+        for reference in html.split("/graphiql/assets/").skip(1) {
+            let (name, rest) = reference.split_once('?').unwrap();
+            assert!(ASSETS.iter().any(|(n, _, _)| *n == name), "{name}");
+            assert!(rest.starts_with(&format!("v={ASSET_VERSION}\"")), "{name}");
+            named += 1;
+        }
+        assert_eq!(named, 5);
+    }
+
+    #[test]
+    fn the_asset_version_names_the_vendored_graphiql() {
+        let script = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/vendor-graphiql.sh"
+        ));
+        let pinned = script
+            .lines()
+            .find_map(|line| line.strip_prefix("GRAPHIQL="))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap();
+        assert!(
+            ASSET_VERSION.ends_with(&format!("-graphiql-{pinned}")),
+            "{ASSET_VERSION} vs graphiql {pinned} in scripts/vendor-graphiql.sh"
+        );
     }
 }
