@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use commerce_graph::auth::JwtKeys;
-use commerce_graph::config::{Config, LogFormat, Profile};
+use commerce_graph::config::{Config, LogFormat, Profile, Settings};
 use commerce_graph::http::{router, AppState};
 use commerce_graph::server::prepare_store;
 use commerce_graph::store::{seed, Store};
@@ -73,14 +73,14 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("commerce.db");
         copy_database(&template_database().await, &db);
+        // Every setting not named here keeps its development default, so a new
+        // setting needs no change here.
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: format!("sqlite://{}", db.display()),
             profile: Profile::Development,
             jwt_secret: Some(JWT_SECRET.into()),
             jwt_secret_is_default: false,
-            jwt_public_key: None,
-            jwt_jwks_file: None,
             db_max_connections: 4,
             max_body_bytes: 64 * 1024,
             cors_origins: vec![ALLOWED_ORIGIN.into()],
@@ -88,8 +88,7 @@ impl TestApp {
             seed_on_start: false,
             log_format: LogFormat::Text,
             expose_sql_statements: true,
-            router_secret: None,
-            limits: Default::default(),
+            ..Config::resolve(&Settings::default()).unwrap()
         };
         configure(&mut config);
         let store = prepare_store(&config).await.unwrap();
