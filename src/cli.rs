@@ -73,7 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schema => {
             print!(
                 "{}",
-                graph::subgraph_sdl(&graph::build_schema(config.limits))
+                graph::subgraph_sdl(&graph::build_schema(config.limits, config.posture))
             );
             Ok(())
         }
@@ -119,25 +119,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 3600, 90s, 30m, 12h or 7d"))?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
-    };
-    if number == 0 {
-        return Err("a token must live longer than 0 seconds".into());
-    }
-    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+    crate::config::parse_duration(text).map_err(|e| format!("a token's lifetime: {e}"))
 }
 
 #[cfg(test)]

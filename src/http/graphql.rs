@@ -88,7 +88,6 @@ struct Params {
     #[serde(rename = "operationName")]
     operation_name: Option<String>,
     variables: Option<serde_json::Value>,
-    #[allow(dead_code)]
     extensions: Option<serde_json::Value>,
 }
 
@@ -358,8 +357,16 @@ async fn execute(
     if let Some(name) = params.operation_name.filter(|n| !n.is_empty()) {
         request = request.operation_name(name);
     }
+    if let Some(serde_json::Value::Object(extensions)) = params.extensions {
+        for (key, value) in extensions {
+            if let Ok(value) = Value::from_json(value) {
+                request.extensions.insert(key, value);
+            }
+        }
+    }
     let router = router_access(app, headers);
-    let (request, scope) = graph::RequestScope::new(request, &app.store, viewer, router);
+    let (request, scope) =
+        graph::RequestScope::new(request, &app.store, viewer, router, &app.config.posture);
     let mut response = scope.execute(&app.schema, request).await;
     for error in &mut response.errors {
         error
@@ -370,8 +377,13 @@ async fn execute(
 
     // A request refused before execution (parse, validation, operation
     // selection) has no `data` entry at all, per the spec.
-    let executed = scope.started.get();
-    let status = if !executed && media == MediaType::GraphqlResponse {
+    // A request cancelled at its deadline has no result to give: a server
+    // failure (504, as routers answer a timed-out subgraph), without `data`.
+    let timed_out = scope.timed_out();
+    let executed = scope.started.get() && !timed_out;
+    let status = if timed_out {
+        StatusCode::GATEWAY_TIMEOUT
+    } else if !executed && media == MediaType::GraphqlResponse {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK

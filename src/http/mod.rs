@@ -37,7 +37,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Config, store: Store) -> anyhow::Result<AppState> {
         Ok(AppState {
-            schema: graph::build_schema(config.limits),
+            schema: graph::build_schema(config.limits, config.posture),
             jwt: Arc::new(config.jwt_keys()?),
             store,
             config: Arc::new(config),

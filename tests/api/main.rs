@@ -8,4 +8,5 @@ mod helpers;
 mod http;
 mod limits;
 mod manifests;
+mod posture;
 mod writes;
