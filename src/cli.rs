@@ -1,13 +1,15 @@
-//! The command line: `serve`, `migrate`, `seed`, `schema`, `token`.
+//! The command line: `serve`, `migrate`, `seed`, `schema`, `token`, `persisted`.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LogFormat, Settings};
-use crate::store::{redact_url, seed, Store};
+use crate::persisted::{manifest, ImportError, PersistedQueryRegistry};
+use crate::store::{redact_url, seed, PersistedDocumentRow, Store};
 use crate::{graph, server};
 
 #[derive(Parser, Debug)]
@@ -49,6 +51,36 @@ pub enum Command {
         /// How long the token is valid: seconds, or a number with s, m, h or d.
         #[arg(long, default_value = "24h", value_parser = parse_ttl)]
         ttl: Duration,
+    },
+    /// Manage the registry of persisted documents production clients may send.
+    Persisted {
+        #[command(subcommand)]
+        command: PersistedCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PersistedCommand {
+    /// Register every document of a manifest (Apollo's persisted-query
+    /// manifest or Relay's persisted-queries.json), or none if any is invalid.
+    Import {
+        /// The manifest file (`-` for standard input).
+        file: PathBuf,
+        /// Only requests with this `apollographql-client-name` may use them.
+        #[arg(long)]
+        client: Option<String>,
+    },
+    /// Print the registered documents: id, client, type, name, cost.
+    List {
+        /// Print them as JSON, bodies included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a document (for every client, or for one).
+    Remove {
+        id: String,
+        #[arg(long)]
+        client: Option<String>,
     },
 }
 
@@ -95,7 +127,102 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", keys.mint(customer, admin, ttl));
             Ok(())
         }
+        Command::Persisted { command } => persisted(&config, command).await,
     }
+}
+
+async fn persisted(config: &Config, command: PersistedCommand) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    store.migrate().await.context("migrating the database")?;
+    let schema = graph::build_schema(config.limits, config.posture);
+    let registry = PersistedQueryRegistry::new(store, schema, config.limits);
+    match command {
+        PersistedCommand::Import { file, client } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let documents = manifest::parse(&text)
+                .with_context(|| format!("reading the manifest {}", file.display()))?;
+            match registry.import(&documents, client.as_deref()).await {
+                Ok(registered) => {
+                    for row in &registered {
+                        eprintln!(
+                            "registered {} {} (cost {})",
+                            row.id,
+                            row.name.as_deref().unwrap_or("(unnamed)"),
+                            row.cost
+                        );
+                    }
+                    eprintln!("{} document(s) registered", registered.len());
+                    Ok(())
+                }
+                Err(ImportError::Invalid(rejected)) => {
+                    for r in &rejected {
+                        eprintln!(
+                            "invalid: {} {}: {}",
+                            r.id,
+                            r.name.as_deref().unwrap_or("(unnamed)"),
+                            r.reason
+                        );
+                    }
+                    bail!(
+                        "{} of {} document(s) are invalid; nothing was registered",
+                        rejected.len(),
+                        documents.len()
+                    )
+                }
+                Err(ImportError::Store(e)) => Err(e).context("registering the documents"),
+            }
+        }
+        PersistedCommand::List { json } => {
+            let rows = registry.list().await.context("listing the registry")?;
+            if json {
+                let rows: Vec<serde_json::Value> = rows.iter().map(document_json).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for row in rows {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        row.id,
+                        if row.client.is_empty() {
+                            "*"
+                        } else {
+                            &row.client
+                        },
+                        row.operation_type,
+                        row.name.as_deref().unwrap_or("-"),
+                        row.cost
+                    );
+                }
+            }
+            Ok(())
+        }
+        PersistedCommand::Remove { id, client } => {
+            let removed = registry.remove(&id, client.as_deref()).await?;
+            if removed == 0 {
+                bail!("no registered document has the id {id:?}");
+            }
+            eprintln!("removed {id} ({removed} registration(s))");
+            Ok(())
+        }
+    }
+}
+
+/// A registered document as the CLI and the admin endpoint print it.
+pub fn document_json(row: &PersistedDocumentRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": row.id,
+        "client": if row.client.is_empty() { None } else { Some(&row.client) },
+        "sha256": row.sha256,
+        "name": row.name,
+        "type": row.operation_type,
+        "body": row.body,
+        "cost": row.cost,
+        "registeredAt": row.registered_at,
+    })
 }
 
 pub(crate) async fn open(config: &Config) -> anyhow::Result<Store> {

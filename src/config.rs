@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::graph::{Introspection, Posture};
 use crate::limits::{Limit, LimitSet, Limits};
+use crate::persisted::PersistedMode;
 
 /// The JWT secret used when none is configured, in development only.
 pub const DEVELOPMENT_JWT_SECRET: &str = "commerce-graph-development-secret-not-for-production";
@@ -121,6 +122,13 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_GRAPHIQL")]
     pub graphiql: Option<bool>,
 
+    /// Which documents run: off, apq (any document, APQ and registered ids),
+    /// audit (as apq, logging what is not registered) or safelist
+    /// (registered documents only) [default: apq in development, safelist in
+    /// production].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_PERSISTED_QUERIES")]
+    pub persisted_queries: Option<PersistedMode>,
+
     /// Seed the demo data into an empty database when serving
     /// [default: on in development].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_SEED_ON_START")]
@@ -225,6 +233,7 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     cors_origins: Option<Vec<String>>,
     graphiql: Option<bool>,
+    persisted_queries: Option<PersistedMode>,
     seed_on_start: Option<bool>,
     log_format: Option<LogFormat>,
     expose_sql_statements: Option<bool>,
@@ -260,6 +269,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
     pub graphiql: bool,
+    /// Which documents run (see [`PersistedMode`]).
+    pub persisted_queries: PersistedMode,
     pub seed_on_start: bool,
     pub log_format: LogFormat,
     pub expose_sql_statements: bool,
@@ -378,6 +389,14 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .collect(),
             graphiql: settings.graphiql.or(file.graphiql).unwrap_or(development),
+            persisted_queries: settings
+                .persisted_queries
+                .or(file.persisted_queries)
+                .unwrap_or(if development {
+                    PersistedMode::Apq
+                } else {
+                    PersistedMode::Safelist
+                }),
             seed_on_start: settings
                 .seed_on_start
                 .or(file.seed_on_start)
@@ -560,6 +579,7 @@ mod tests {
         };
         let config = Config::resolve(&settings).unwrap();
         assert!(!config.graphiql && !config.seed_on_start);
+        assert_eq!(config.persisted_queries, PersistedMode::Safelist);
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.posture.introspection, Introspection::Authenticated);
         assert!(!config.posture.suggestions);

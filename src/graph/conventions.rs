@@ -49,6 +49,16 @@ pub const INTROSPECTION_DISABLED: &str = "INTROSPECTION_DISABLED";
 /// `extensions.cost`, as Shopify's API reports it.
 const COST_EXTENSION: &str = "cost";
 
+/// Request data that makes a request stop after validation: how a document
+/// is checked against the schema without running it (persisted-document
+/// registration). A valid document ends with the one error [`VALIDATED`].
+#[derive(Clone, Copy)]
+pub struct ValidateOnly;
+
+/// The code of the error that ends a [`ValidateOnly`] request whose document
+/// is valid. Never sent to clients.
+pub const VALIDATED: &str = "VALIDATED";
+
 pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
 pub const OPERATION_RESOLUTION_FAILURE: &str = "OPERATION_RESOLUTION_FAILURE";
@@ -213,12 +223,18 @@ impl Extension for Conventions {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|mut errors| {
+        let result = next.run(ctx).await.map_err(|mut errors| {
             for e in &mut errors {
                 with_code(e, GRAPHQL_VALIDATION_FAILED);
             }
             errors
-        })
+        })?;
+        if ctx.data_opt::<ValidateOnly>().is_some() {
+            let mut stop = ServerError::new("valid", None);
+            with_code(&mut stop, VALIDATED);
+            return Err(vec![stop]);
+        }
+        Ok(result)
     }
 
     async fn execute(

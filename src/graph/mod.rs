@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_graphql::{
     EmptySubscription, IntrospectionMode, MergedObject, Request, Response, SDLExportOptions,
-    Schema, ServerError,
+    Schema, ServerError, Value,
 };
 use batching::{RequestActivity, Tracked};
 
@@ -105,6 +105,25 @@ pub fn build_schema(limits: Limits, posture: Posture) -> AppSchema {
 pub fn subgraph_sdl(schema: &AppSchema) -> String {
     let sdl = schema.sdl_with_options(SDLExportOptions::new().federation());
     format!("{}\n", federation::complete_sdl(&sdl).trim_end())
+}
+
+/// Checks `body` against the schema (parse and validation, with the limits)
+/// without running it. The errors are the ones a client would get.
+pub async fn validate(schema: &AppSchema, body: &str) -> Result<(), Vec<ServerError>> {
+    let response = schema
+        .execute(Request::new(body).data(conventions::ValidateOnly))
+        .await;
+    let valid = response.errors.len() == 1
+        && response.errors[0]
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            == Some(&Value::from(conventions::VALIDATED));
+    if valid {
+        Ok(())
+    } else {
+        Err(response.errors)
+    }
 }
 
 /// The estimated cost of a request's operation, once its document was

@@ -264,11 +264,11 @@ impl CostModel {
             _ => None,
         };
         match selected {
-            Some(operation) => self.measure_operation(document, operation, variables),
+            Some(operation) => self.measure_operation(document, operation, variables, false),
             None => document
                 .operations
                 .iter()
-                .map(|(_, op)| self.measure_operation(document, &op.node, variables))
+                .map(|(_, op)| self.measure_operation(document, &op.node, variables, false))
                 .max_by_key(|m| m.cost)
                 .unwrap_or(Measured {
                     cost: 0,
@@ -277,11 +277,25 @@ impl CostModel {
         }
     }
 
+    /// The most an operation can cost whatever variables it is sent with: a
+    /// page size given by a variable is taken at its maximum (a variable's
+    /// default does not bound what a client may send). For documents costed
+    /// once, at registration.
+    pub fn measure_worst_case(
+        &self,
+        operation: &OperationDefinition,
+        document: &ExecutableDocument,
+    ) -> u64 {
+        self.measure_operation(document, operation, &Variables::default(), true)
+            .cost
+    }
+
     fn measure_operation(
         &self,
         document: &ExecutableDocument,
         operation: &OperationDefinition,
         variables: &Variables,
+        worst_case: bool,
     ) -> Measured {
         let root = match operation.ty {
             OperationType::Query => &self.query,
@@ -292,9 +306,11 @@ impl CostModel {
             model: self,
             document,
             variables,
+            worst_case,
             defaults: operation
                 .variable_definitions
                 .iter()
+                .filter(|_| !worst_case)
                 .filter_map(|d| {
                     let default = d.node.default_value.as_ref()?;
                     Some((d.node.name.node.as_str(), &default.node))
@@ -409,6 +425,8 @@ struct Walk<'a> {
     model: &'a CostModel,
     document: &'a ExecutableDocument,
     variables: &'a Variables,
+    /// Page sizes given by variables count at their maximum.
+    worst_case: bool,
     defaults: HashMap<&'a str, &'a ConstValue>,
     fragments: HashMap<(&'a str, &'a str, Option<Sized>), u64>,
     visiting: Vec<&'a str>,
@@ -518,10 +536,15 @@ impl<'a> Walk<'a> {
                 max,
                 sized_fields,
             }) => {
-                let requested = self
-                    .argument(field, argument)
-                    .or(cost.default_size)
-                    .unwrap_or(max);
+                let by_variable = matches!(
+                    field.get_argument(argument).map(|v| &v.node),
+                    Some(Value::Variable(_))
+                );
+                let requested = match self.argument(field, argument) {
+                    Some(size) => size,
+                    None if self.worst_case && by_variable => max,
+                    None => cost.default_size.unwrap_or(max),
+                };
                 if requested > max {
                     let worst = self.page_size_exceeded.map_or(0, |(_, r)| r);
                     if requested > worst {
@@ -677,6 +700,28 @@ mod tests {
             4
         );
         assert_eq!(cost("query Q($n: Int! = 6) { items(first: $n) { id } }"), 6);
+    }
+
+    #[test]
+    fn the_worst_case_takes_pages_sized_by_variables_at_their_maximum() {
+        let model = CostModel::new(SDL, RULES).unwrap();
+        let worst = |query: &str| {
+            let document = async_graphql::parser::parse_query(query).unwrap();
+            let (_, operation) = document.operations.iter().next().unwrap();
+            model.measure_worst_case(&operation.node, &document)
+        };
+        // A default does not bound what a client may send.
+        assert_eq!(
+            worst("query Q($n: Int! = 6) { items(first: $n) { id } }"),
+            50
+        );
+        assert_eq!(
+            worst("query Q($n: Int!) { page(first: $n) { nodes { id } } }"),
+            51
+        );
+        // Literal sizes and argument defaults are what they say.
+        assert_eq!(worst("{ items(first: 3) { id } }"), 3);
+        assert_eq!(worst("{ items { id } }"), 10);
     }
 
     #[test]
