@@ -49,6 +49,15 @@ pub const INTROSPECTION_DISABLED: &str = "INTROSPECTION_DISABLED";
 /// `extensions.cost`, as Shopify's API reports it.
 const COST_EXTENSION: &str = "cost";
 
+/// Request data of a registered persisted document: it was checked against
+/// the limits when it was registered, so the checks of its text and shape
+/// are skipped (the cost is still measured, with the request's variables).
+#[derive(Clone, Copy, Debug)]
+pub struct Vetted {
+    /// Its worst-case cost, from registration.
+    pub cost: u64,
+}
+
 /// Request data that makes a request stop after validation: how a document
 /// is checked against the schema without running it (persisted-document
 /// registration). A valid document ends with the one error [`VALIDATED`].
@@ -168,7 +177,13 @@ impl Extension for Conventions {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         if let Ok(limits) = ctx.data::<Limits>() {
-            limits.check_text(&request.query).map_err(limit_error)?;
+            let vetted = request
+                .data
+                .get(&std::any::TypeId::of::<Vetted>())
+                .is_some();
+            if !vetted {
+                limits.check_text(&request.query).map_err(limit_error)?;
+            }
             let introspection_disabled = request.introspection_mode == IntrospectionMode::Disabled;
             let operation_name = request.operation_name.clone();
             let variables = std::mem::take(&mut request.variables);
@@ -176,7 +191,9 @@ impl Extension for Conventions {
                 with_code(&mut e, GRAPHQL_PARSE_FAILED);
                 e
             })?;
-            limits.check_document(document).map_err(limit_error)?;
+            if !vetted {
+                limits.check_document(document).map_err(limit_error)?;
+            }
             if introspection_disabled && uses_introspection(document) {
                 let mut error = ServerError::new(
                     "introspection is not available to this caller; \

@@ -22,7 +22,7 @@ use async_graphql::{
 };
 use batching::{RequestActivity, Tracked};
 
-pub use conventions::{ExecutionStarted, RouterAccess};
+pub use conventions::{ExecutionStarted, RouterAccess, Vetted};
 pub use error::{code, ApiError};
 pub use loader::{request_loader, RequestLoader};
 
