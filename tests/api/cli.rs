@@ -135,7 +135,10 @@ fn persisted_import_list_and_remove_manage_the_registry() {
             String::from_utf8_lossy(&output.stderr).to_string(),
         )
     };
-    let workloads = concat!(env!("CARGO_MANIFEST_DIR"), "/persisted-queries/workloads.json");
+    let workloads = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/persisted-queries/workloads.json"
+    );
     let (ok, _, stderr) = run(&["persisted", "import", workloads]);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("3 document(s) registered"), "{stderr}");
@@ -167,8 +170,18 @@ fn persisted_import_list_and_remove_manage_the_registry() {
     assert!(!listed.contains("a1"));
 
     // Scoped to a client, then removed.
-    std::fs::write(&relay, json!({ "a1": "query Fine { categories { slug } }" }).to_string()).unwrap();
-    let (ok, _, stderr) = run(&["persisted", "import", "--client", "ios", relay.to_str().unwrap()]);
+    std::fs::write(
+        &relay,
+        json!({ "a1": "query Fine { categories { slug } }" }).to_string(),
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(&[
+        "persisted",
+        "import",
+        "--client",
+        "ios",
+        relay.to_str().unwrap(),
+    ]);
     assert!(ok, "{stderr}");
     let (_, listed, _) = run(&["persisted", "list", "--json"]);
     let documents: serde_json::Value = serde_json::from_str(&listed).unwrap();
