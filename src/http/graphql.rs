@@ -501,8 +501,14 @@ async fn execute(
             .into_response(request_id, content_type);
         }
     };
+    let policy = scope.cache_policy.get().map(|mut policy| {
+        if let Some(cap) = app.config.max_cache_age {
+            policy.max_age = policy.max_age.min(cap);
+        }
+        policy
+    });
     let cache_control = cache_control(
-        scope.cache_policy.get(),
+        policy,
         executed && response.errors.is_empty(),
         viewer_is_authenticated,
     );

@@ -116,3 +116,13 @@ async fn etags_let_clients_revalidate_with_304() {
     assert_eq!(changed.status(), 200);
     assert_eq!(changed.text().await.unwrap(), body);
 }
+
+#[tokio::test]
+async fn operators_can_cap_every_max_age() {
+    let app = TestApp::spawn_with(|c| c.max_cache_age = Some(2)).await;
+    let categories = get(&app, "{ categories { slug } }", None).await;
+    assert_eq!(header(&categories, "cache-control"), "public, max-age=2");
+    let off = TestApp::spawn_with(|c| c.max_cache_age = Some(0)).await;
+    let categories = get(&off, "{ categories { slug } }", None).await;
+    assert_eq!(header(&categories, "cache-control"), "no-store");
+}
