@@ -12,7 +12,9 @@
 //!   validation (size and tokens before parsing, the shape right after);
 //! - when the operator configured a router secret, it refuses `_entities`
 //!   and `_service` to requests that do not carry it, so nobody bypasses the
-//!   router's own checks by calling the subgraph directly.
+//!   router's own checks by calling the subgraph directly;
+//! - it puts the response's fields in the order the query selected them
+//!   (see [`super::response_order`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use async_graphql::{
 
 use super::cache_policy::{self, Policy};
 use super::error::code;
+use super::response_order::SelectionOrder;
 use super::{PolicySlot, RequestCost};
 use crate::limits::cost::CostModel;
 use crate::limits::{uses_introspection, Exceeded, Limits};
@@ -206,6 +209,7 @@ impl Extension for Conventions {
                 with_code(&mut error, INTROSPECTION_DISABLED);
                 return Err(error);
             }
+            let order = SelectionOrder::new(document.clone(), variables.clone());
             if let Ok(model) = ctx.data::<CostModel>() {
                 let inspection = limits
                     .check_cost(model, document, operation_name.as_deref(), &variables)
@@ -222,6 +226,7 @@ impl Extension for Conventions {
                     report,
                 });
             }
+            request.data.insert(order);
             request.variables = variables;
         }
         next.run(ctx, request).await
@@ -276,6 +281,9 @@ impl Extension for Conventions {
             slot.set(measured.policy);
         }
         let mut response = next.run(ctx, operation_name).await;
+        if let Some(order) = ctx.data_opt::<SelectionOrder>() {
+            order.apply(operation_name, &mut response.data);
+        }
         if let Some(measured) = measured.filter(|m| m.report) {
             response.extensions.insert(
                 COST_EXTENSION.to_string(),

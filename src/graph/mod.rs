@@ -12,6 +12,7 @@ mod federation;
 mod loader;
 pub mod orders;
 mod pagination;
+mod response_order;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -126,3 +126,61 @@ async fn operators_can_cap_every_max_age() {
     let categories = get(&off, "{ categories { slug } }", None).await;
     assert_eq!(header(&categories, "cache-control"), "no-store");
 }
+
+/// What a CDN keeps and revalidates is the bytes: the same query must give
+/// the same body (and ETag) every time, with its fields in the order the
+/// query selected them, whichever resolver finished first.
+#[tokio::test]
+async fn answers_keep_the_selection_order_so_the_etag_is_stable() {
+    let app = TestApp::spawn().await;
+    // Two batched loaders (inventory, images) and a fragment, so fields
+    // finish in varying order.
+    let query = "query ($id: ID!) { product(id: $id) { title ...Shown inventory { warehouse available } \
+                 images(first: 3) { url alt } price { currency amount } reviews(first: 5) { rating text } } } \
+                 fragment Shown on Product { averageRating images(first: 3) { url } }";
+    let expected = [
+        "\"title\"",
+        "\"averageRating\"",
+        "\"images\"",
+        "\"inventory\"",
+        "\"price\"",
+        "\"reviews\"",
+    ];
+    let mut first: Option<(String, String)> = None;
+    for _ in 0..25 {
+        let response = app
+            .client
+            .get(app.graphql_url())
+            .query(&[("query", query), ("variables", r#"{"id":"3"}"#)])
+            .send()
+            .await
+            .unwrap();
+        let tag = header(&response, "etag");
+        let body = response.text().await.unwrap();
+        let positions: Vec<usize> = expected
+            .iter()
+            .map(|key| body.find(key).unwrap_or_else(|| panic!("{key} in {body}")))
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "fields out of the selection order: {body}"
+        );
+        let inventory = &body[body.find("\"inventory\"").unwrap()..];
+        assert!(
+            inventory.find("\"warehouse\"") < inventory.find("\"available\""),
+            "{body}"
+        );
+        let price = &body[body.find("\"price\"").unwrap()..];
+        assert!(
+            price.find("\"currency\"") < price.find("\"amount\""),
+            "{body}"
+        );
+        match &first {
+            None => first = Some((body, tag)),
+            Some((body0, tag0)) => {
+                assert_eq!(&body, body0);
+                assert_eq!(&tag, tag0);
+            }
+        }
+    }
+}
