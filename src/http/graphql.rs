@@ -531,9 +531,14 @@ async fn execute(
     if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
         out.insert(header::ETAG, tag);
     }
+    // Everything in the request the answer depends on: the media type, the
+    // token, and the client name (registered documents may be scoped to one
+    // client). Compression adds nothing: accept-encoding is named here.
     out.insert(
         header::VARY,
-        HeaderValue::from_static("accept, authorization"),
+        HeaderValue::from_static(
+            "accept, accept-encoding, authorization, apollographql-client-name",
+        ),
     );
     if app.config.expose_sql_statements {
         out.insert(

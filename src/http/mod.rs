@@ -13,6 +13,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{extract::State, Json, Router};
+use tower::util::MapResponseLayer;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
                     },
                 ))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(MapResponseLayer::new(one_vary_header))
                 .layer(cors)
                 .layer(CompressionLayer::new()),
         )
@@ -111,6 +113,34 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         ])
         .expose_headers([REQUEST_ID])
         .max_age(std::time::Duration::from_secs(600))
+        // Only `Access-Control-Allow-Origin` depends on the request (the
+        // allowed methods and headers are fixed lists), and a short `Vary`
+        // is one shared caches honour (see `one_vary_header`).
+        .vary([header::ORIGIN])
+}
+
+/// Joins the `Vary` headers of a response into one: the GraphQL handler,
+/// compression and CORS each add theirs, and some shared caches read only
+/// one of several (nginx before 1.23 keeps the last), which would let a CDN
+/// serve one client's variant (gzip, another media type, another client's
+/// documents) to another.
+fn one_vary_header<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
+    let headers = response.headers_mut();
+    if headers.get_all(header::VARY).iter().count() > 1 {
+        let mut names: Vec<String> = Vec::new();
+        for value in headers.get_all(header::VARY) {
+            for name in value.to_str().unwrap_or("").split(',') {
+                let name = name.trim().to_ascii_lowercase();
+                if !name.is_empty() && !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        if let Ok(joined) = HeaderValue::from_str(&names.join(", ")) {
+            headers.insert(header::VARY, joined);
+        }
+    }
+    response
 }
 
 /// The process is up.

@@ -184,3 +184,37 @@ async fn answers_keep_the_selection_order_so_the_etag_is_stable() {
         }
     }
 }
+
+/// A shared cache must key a kept answer by every request header it depends
+/// on, and some read only one `Vary` header of several (nginx before 1.23
+/// takes the last, and ignores one longer than 128 bytes): so one header
+/// names them all. `apollographql-client-name` is among them because
+/// registered documents may be scoped to a client.
+#[tokio::test]
+async fn one_vary_header_names_every_request_header_the_answer_depends_on() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .get(app.graphql_url())
+        .query(&[("query", "{ categories { slug name } }")])
+        .header("accept-encoding", "gzip")
+        .header("origin", crate::helpers::ALLOWED_ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&response, "content-encoding"), "gzip");
+    let vary: Vec<_> = response.headers().get_all("vary").iter().collect();
+    assert_eq!(vary.len(), 1, "{vary:?}");
+    let vary = vary[0].to_str().unwrap();
+    let names: Vec<_> = vary.split(',').map(str::trim).collect();
+    for name in [
+        "accept",
+        "accept-encoding",
+        "authorization",
+        "apollographql-client-name",
+        "origin",
+    ] {
+        assert!(names.contains(&name), "{name} in {vary}");
+    }
+    assert!(vary.len() <= 128, "{vary}");
+}
