@@ -1,5 +1,6 @@
 //! The GraphQL schema: one module per domain (catalog, customers, orders),
-//! merged into one Query; federation v2 entities; error codes for every error.
+//! merged into one Query; federation v2 entities; error codes for every error;
+//! inline traces for the federation router.
 
 mod batching;
 pub mod catalog;
@@ -7,12 +8,16 @@ mod conventions;
 pub mod customers;
 mod error;
 mod federation;
+pub mod ftv1;
 mod loader;
 pub mod orders;
 mod pagination;
 
+use std::sync::Arc;
+
 use async_graphql::{EmptySubscription, MergedObject, Request, Response, SDLExportOptions, Schema};
 use batching::{RequestActivity, Tracked};
+use ftv1::InlineTrace;
 
 pub use conventions::{ExecutionStarted, RouterAccess};
 pub use error::{code, ApiError};
@@ -55,21 +60,33 @@ pub struct RequestScope {
     pub store: Store,
     pub started: ExecutionStarted,
     activity: RequestActivity,
+    trace: Option<Arc<InlineTrace>>,
 }
 
 impl RequestScope {
     /// Attaches what a request's resolvers need: who is asking, and a fresh
     /// DataLoader over a store handle whose statement counter is the request's.
+    /// With `inline_trace` (the router asked for ftv1) the request is traced,
+    /// unless a router secret is configured and the request lacks it: traces
+    /// reveal timings.
     pub fn new(
         request: Request,
         store: &Store,
         viewer: Viewer,
         router: RouterAccess,
+        inline_trace: bool,
     ) -> (Request, RequestScope) {
+        let trace = (inline_trace && router != RouterAccess::Missing)
+            .then(|| Arc::new(InlineTrace::start()));
         let scope = RequestScope {
             store: store.scoped(),
             started: ExecutionStarted::default(),
             activity: RequestActivity::default(),
+            trace: trace.clone(),
+        };
+        let request = match trace {
+            Some(trace) => request.data(trace),
+            None => request,
         };
         let request = request
             .data(viewer)
@@ -84,6 +101,9 @@ impl RequestScope {
     pub async fn execute(&self, schema: &AppSchema, request: Request) -> Response {
         let mut response = Tracked::new(schema.execute(request), self.activity.clone()).await;
         self.started.assign_missing_codes(&mut response);
+        if let Some(trace) = &self.trace {
+            trace.finish(&mut response);
+        }
         response
     }
 }

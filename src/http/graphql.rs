@@ -21,6 +21,8 @@ use crate::graph::{self, RouterAccess};
 
 /// The header the federation router sends the shared secret in.
 const ROUTER_SECRET: &str = "x-router-secret";
+/// The header a federation router asks for an inline trace with (`ftv1`).
+const INCLUDE_TRACE: &str = "apollo-federation-include-trace";
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
@@ -359,7 +361,9 @@ async fn execute(
         request = request.operation_name(name);
     }
     let router = router_access(app, headers);
-    let (request, scope) = graph::RequestScope::new(request, &app.store, viewer, router);
+    let inline_trace = headers.get(INCLUDE_TRACE).is_some_and(|v| v == "ftv1");
+    let (request, scope) =
+        graph::RequestScope::new(request, &app.store, viewer, router, inline_trace);
     let mut response = scope.execute(&app.schema, request).await;
     for error in &mut response.errors {
         error
@@ -396,9 +400,10 @@ async fn execute(
     let mut http = (status, bytes).into_response();
     let out = http.headers_mut();
     out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // The router's trace request changes the body too (`extensions.ftv1`).
     out.insert(
         header::VARY,
-        HeaderValue::from_static("accept, authorization"),
+        HeaderValue::from_static("accept, authorization, apollo-federation-include-trace"),
     );
     if app.config.expose_sql_statements {
         out.insert(
