@@ -44,6 +44,41 @@ async fn service_sdl_is_federation_v2_and_matches_the_checked_in_schema() {
 }
 
 #[tokio::test]
+async fn contract_tags_follow_the_access_rules() {
+    // Contracts filter by tag: excluding `internal` leaves the customer-facing
+    // API, excluding `personal` too leaves the anonymous catalog. A field
+    // gets the tag of the rule that guards it, so a new guarded field cannot
+    // leak into a contract by a forgotten tag.
+    let app = TestApp::spawn().await;
+    let reply = app.query("{ _service { sdl } }", json!({}), None).await;
+    let sdl = reply.data()["_service"]["sdl"].as_str().unwrap();
+    let types = sdl.split("extend schema @link(").next().unwrap();
+    let fields: Vec<&str> = types
+        .lines()
+        .filter(|line| line.starts_with('\t') && line.contains(": "))
+        .collect();
+    let mut tagged = (0, 0);
+    for field in fields {
+        let admin = field.contains("@requiresScopes(scopes: [[\"admin\"]])");
+        let internal = field.contains("@tag(name: \"internal\")");
+        assert_eq!(admin, internal, "{field}");
+        let signed_in = field.contains("@authenticated");
+        let personal = field.contains("@tag(name: \"personal\")");
+        assert_eq!(signed_in, personal, "{field}");
+        tagged = (
+            tagged.0 + usize::from(internal),
+            tagged.1 + usize::from(personal),
+        );
+    }
+    assert_eq!(tagged, (4, 7), "(internal, personal) fields");
+    assert!(
+        sdl.contains("\"@tag\""),
+        "imported from the federation spec"
+    );
+    assert!(!sdl.contains("directive @tag"));
+}
+
+#[tokio::test]
 async fn the_schema_command_prints_the_checked_in_sdl() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_commerce-graph"))
         .arg("schema")

@@ -129,6 +129,9 @@ test('the subgraph SDL composes alone and beside another subgraph, with both lib
   for (const services of [alone, both]) {
     const apollo = apolloCompose(services);
     assert.equal(apollo.errors, undefined, JSON.stringify(apollo.errors?.map((e) => e.message)));
+    // The contract tags reach the supergraph, where contracts filter by them.
+    assert.match(apollo.supergraphSdl, /me: Customer .*@tag\(name: "personal"\)/);
+    assert.match(apollo.supergraphSdl, /setProductPrice\(.*@tag\(name: "internal"\)/);
     const guild = guildCompose(services);
     assert.equal(guild.errors, undefined, JSON.stringify(guild.errors?.map((e) => e.message)));
   }
