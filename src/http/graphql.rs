@@ -18,6 +18,7 @@ use super::problem::{codes, Problem};
 use super::{graphiql, AppState, REQUEST_ID};
 use crate::auth::Viewer;
 use crate::graph::{self, RouterAccess};
+use crate::persisted;
 
 /// The header the federation router sends the shared secret in.
 const ROUTER_SECRET: &str = "x-router-secret";
@@ -90,8 +91,12 @@ struct Params {
     #[serde(rename = "operationName")]
     operation_name: Option<String>,
     variables: Option<serde_json::Value>,
-    #[allow(dead_code)]
     extensions: Option<serde_json::Value>,
+    /// A persisted document's id (the GraphQL-over-HTTP proposal).
+    #[serde(rename = "documentId")]
+    document_id: Option<String>,
+    /// A persisted document's id (Relay).
+    doc_id: Option<String>,
 }
 
 /// The same parameters in a GET query string, where `variables` and
@@ -103,6 +108,9 @@ struct QueryString {
     operation_name: Option<String>,
     variables: Option<String>,
     extensions: Option<String>,
+    #[serde(rename = "documentId")]
+    document_id: Option<String>,
+    doc_id: Option<String>,
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -237,7 +245,82 @@ fn read_get(raw: &str) -> Result<Params, Problem> {
         operation_name: query.operation_name,
         variables: json("variables", query.variables)?,
         extensions: json("extensions", query.extensions)?,
+        document_id: query.document_id,
+        doc_id: query.doc_id,
     })
+}
+
+/// The header a client names itself in (Apollo's convention); registered
+/// documents may be scoped to one client.
+const CLIENT_NAME: &str = "apollographql-client-name";
+
+/// The document the request runs: its `query`, or the persisted document its
+/// APQ hash, `documentId` or `doc_id` names, under the configured mode.
+/// Refusals are never cached (`no-store`): the same id may work once the
+/// client sends the body, or once the document is registered.
+async fn resolve_document(
+    app: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<persisted::Resolved, Problem> {
+    let bad = |message: &str| Problem::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
+    let apq =
+        match params
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("persistedQuery"))
+        {
+            None => None,
+            Some(persisted) => {
+                let version = persisted.get("version").and_then(|v| v.as_i64());
+                let hash = persisted.get("sha256Hash").and_then(|v| v.as_str());
+                match (version, hash) {
+                    (Some(version), Some(hash)) => Some((version, hash.to_string())),
+                    _ => return Err(bad(
+                        "`extensions.persistedQuery` needs a numeric `version` and a `sha256Hash`",
+                    )
+                    .no_store()),
+                }
+            }
+        };
+    let document_id = match (&params.document_id, &params.doc_id) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(bad("`documentId` and `doc_id` name different documents").no_store())
+        }
+        (a, b) => a.clone().or_else(|| b.clone()),
+    };
+    let reference = persisted::DocumentRef { apq, document_id };
+    let client = headers
+        .get(CLIENT_NAME)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let query = params.query.clone().filter(|q| !q.trim().is_empty());
+    match persisted::resolve(
+        &app.registry,
+        app.config.persisted_queries,
+        query,
+        &reference,
+        client,
+    )
+    .await
+    {
+        Ok(resolved) => Ok(resolved),
+        Err(persisted::Resolution::Refused(refused)) => {
+            // A request error, like a document that does not validate: 200
+            // under application/json, 400 under the GraphQL response type
+            // (the caller sets the media type; see `Problem::request_error`).
+            Err(Problem::request_error(refused.code, refused.message).no_store())
+        }
+        Err(persisted::Resolution::Store(error)) => {
+            tracing::error!(%error, "persisted-query registry lookup");
+            Err(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                graph::code::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            )
+            .no_store())
+        }
+    }
 }
 
 /// Reads the bearer token, if any. A token that is present but invalid is an
@@ -320,14 +403,11 @@ async fn execute(
         Ok(viewer) => viewer,
         Err(problem) => return problem.into_response(request_id, content_type),
     };
-    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
-        return Problem::new(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_REQUEST,
-            "the request has no `query`",
-        )
-        .into_response(request_id, content_type);
+    let resolved = match resolve_document(app, headers, &params).await {
+        Ok(resolved) => resolved,
+        Err(problem) => return problem.into_response(request_id, content_type),
     };
+    let query = resolved.query.to_string();
     let variables = match params.variables {
         None | Some(serde_json::Value::Null) => Variables::default(),
         Some(value @ serde_json::Value::Object(_)) => Variables::from_json(value),
@@ -357,13 +437,31 @@ async fn execute(
     }
 
     let mut request = async_graphql::Request::new(query).variables(variables);
+    if let Some(registered) = resolved.registered {
+        request = request.data(graph::Vetted {
+            cost: registered.cost,
+        });
+    }
     if let Some(name) = params.operation_name.filter(|n| !n.is_empty()) {
         request = request.operation_name(name);
     }
+    if let Some(serde_json::Value::Object(extensions)) = params.extensions {
+        for (key, value) in extensions {
+            if let Ok(value) = Value::from_json(value) {
+                request.extensions.insert(key, value);
+            }
+        }
+    }
     let router = router_access(app, headers);
     let inline_trace = headers.get(INCLUDE_TRACE).is_some_and(|v| v == "ftv1");
-    let (request, scope) =
-        graph::RequestScope::new(request, &app.store, viewer, router, inline_trace);
+    let (request, scope) = graph::RequestScope::new(
+        request,
+        &app.store,
+        viewer,
+        router,
+        &app.config.posture,
+        inline_trace,
+    );
     let mut response = scope.execute(&app.schema, request).await;
     for error in &mut response.errors {
         error
@@ -374,8 +472,13 @@ async fn execute(
 
     // A request refused before execution (parse, validation, operation
     // selection) has no `data` entry at all, per the spec.
-    let executed = scope.started.get();
-    let status = if !executed && media == MediaType::GraphqlResponse {
+    // A request cancelled at its deadline has no result to give: a server
+    // failure (504, as routers answer a timed-out subgraph), without `data`.
+    let timed_out = scope.timed_out();
+    let executed = scope.started.get() && !timed_out;
+    let status = if timed_out {
+        StatusCode::GATEWAY_TIMEOUT
+    } else if !executed && media == MediaType::GraphqlResponse {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK

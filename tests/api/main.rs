@@ -8,4 +8,6 @@ mod helpers;
 mod http;
 mod limits;
 mod manifests;
+mod persisted;
+mod posture;
 mod writes;
