@@ -129,6 +129,11 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_PERSISTED_QUERIES")]
     pub persisted_queries: Option<PersistedMode>,
 
+    /// Longest `max-age` any response may carry, in seconds, whatever its
+    /// fields' hints say [default: none].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_CACHE_AGE")]
+    pub max_cache_age: Option<u32>,
+
     /// Seed the demo data into an empty database when serving
     /// [default: on in development].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_SEED_ON_START")]
@@ -234,6 +239,7 @@ struct FileSettings {
     cors_origins: Option<Vec<String>>,
     graphiql: Option<bool>,
     persisted_queries: Option<PersistedMode>,
+    max_cache_age: Option<u32>,
     seed_on_start: Option<bool>,
     log_format: Option<LogFormat>,
     expose_sql_statements: Option<bool>,
@@ -271,6 +277,8 @@ pub struct Config {
     pub graphiql: bool,
     /// Which documents run (see [`PersistedMode`]).
     pub persisted_queries: PersistedMode,
+    /// Caps every response's `max-age` (seconds).
+    pub max_cache_age: Option<u32>,
     pub seed_on_start: bool,
     pub log_format: LogFormat,
     pub expose_sql_statements: bool,
@@ -389,6 +397,7 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .collect(),
             graphiql: settings.graphiql.or(file.graphiql).unwrap_or(development),
+            max_cache_age: settings.max_cache_age.or(file.max_cache_age),
             persisted_queries: settings
                 .persisted_queries
                 .or(file.persisted_queries)

@@ -29,9 +29,10 @@ use async_graphql::{
     Variables,
 };
 
+use super::cache_policy::{self, Policy};
 use super::error::code;
 use super::ftv1::{FieldTiming, InlineTrace};
-use super::RequestCost;
+use super::{PolicySlot, RequestCost};
 use crate::limits::cost::CostModel;
 use crate::limits::{uses_introspection, Exceeded, Limits};
 
@@ -39,6 +40,8 @@ use crate::limits::{uses_introspection, Exceeded, Limits};
 #[derive(Clone, Copy)]
 struct Measured {
     cost: u64,
+    /// How long the answer may be cached, from the fields selected.
+    policy: Policy,
     limit: u64,
     /// The client asked for the cost in the response.
     report: bool,
@@ -224,12 +227,14 @@ impl Extension for RequestConventions {
                 let inspection = limits
                     .check_cost(model, document, operation_name.as_deref(), &variables)
                     .map_err(limit_error)?;
+                let policy = cache_policy::policy(model, document, operation_name.as_deref());
                 let report = request
                     .extensions
                     .get(COST_EXTENSION)
                     .is_some_and(|v| *v == Value::Boolean(true));
                 request.data.insert(Measured {
                     cost: inspection.cost,
+                    policy,
                     limit: limits.max_cost,
                     report,
                 });
@@ -287,6 +292,9 @@ impl Extension for RequestConventions {
         let measured = ctx.data_opt::<Measured>().copied();
         if let (Some(measured), Some(cost)) = (measured, ctx.data_opt::<RequestCost>()) {
             cost.set(measured.cost);
+        }
+        if let (Some(measured), Some(slot)) = (measured, ctx.data_opt::<PolicySlot>()) {
+            slot.set(measured.policy);
         }
         let mut response = next.run(ctx, operation_name).await;
         if let Some(measured) = measured.filter(|m| m.report) {

@@ -3,6 +3,7 @@
 //! inline traces for the federation router.
 
 mod batching;
+pub mod cache_policy;
 pub mod catalog;
 mod conventions;
 pub mod customers;
@@ -144,12 +145,28 @@ impl RequestCost {
     }
 }
 
+/// The cache policy of a request's document, once it was measured.
+#[derive(Clone, Default)]
+pub struct PolicySlot(Arc<std::sync::Mutex<Option<cache_policy::Policy>>>);
+
+impl PolicySlot {
+    /// `None` when the document never got as far as being measured.
+    pub fn get(&self) -> Option<cache_policy::Policy> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, policy: cache_policy::Policy) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(policy);
+    }
+}
+
 /// What one request's execution owns: its store handle (and statement
 /// counter), whether execution started, its cost, and its batching activity.
 pub struct RequestScope {
     pub store: Store,
     pub started: ExecutionStarted,
     pub cost: RequestCost,
+    pub cache_policy: PolicySlot,
     activity: RequestActivity,
     trace: Option<Arc<InlineTrace>>,
     timeout: Duration,
@@ -179,6 +196,7 @@ impl RequestScope {
             store: store.scoped(),
             started: ExecutionStarted::default(),
             cost: RequestCost::default(),
+            cache_policy: PolicySlot::default(),
             activity: RequestActivity::default(),
             timeout: posture.request_timeout,
             timed_out: Default::default(),
@@ -200,7 +218,8 @@ impl RequestScope {
             .data(router)
             .data(request_loader(scope.store.clone(), scope.activity.clone()))
             .data(scope.started.clone())
-            .data(scope.cost.clone());
+            .data(scope.cost.clone())
+            .data(scope.cache_policy.clone());
         (request, scope)
     }
 

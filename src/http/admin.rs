@@ -45,12 +45,13 @@ fn failure(status: StatusCode, code: &str, message: &str, details: serde_json::V
     (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
-fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal for a caller without the admin scope, if it has none.
+fn refuse_unless_admin(app: &AppState, headers: &HeaderMap) -> Option<Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let Some(token) = token else {
-        return Err(failure(
+        return Some(failure(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
             "the registry needs a bearer token with the admin scope",
@@ -58,14 +59,14 @@ fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
         ));
     };
     match app.jwt.verify_header(token) {
-        Ok(viewer) if viewer.admin => Ok(()),
-        Ok(_) => Err(failure(
+        Ok(viewer) if viewer.admin => None,
+        Ok(_) => Some(failure(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
             "the registry needs the admin scope",
             serde_json::Value::Null,
         )),
-        Err(e) => Err(failure(
+        Err(e) => Some(failure(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
             &e.to_string(),
@@ -85,7 +86,7 @@ fn internal(error: impl std::fmt::Display) -> Response {
 }
 
 async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = require_admin(&app, &headers) {
+    if let Some(refused) = refuse_unless_admin(&app, &headers) {
         return refused;
     }
     match app.registry.list().await {
@@ -107,7 +108,7 @@ async fn import(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if let Err(refused) = require_admin(&app, &headers) {
+    if let Some(refused) = refuse_unless_admin(&app, &headers) {
         return refused;
     }
     let documents = match manifest::parse(&body) {
@@ -154,7 +155,7 @@ async fn remove(
     Query(params): Query<ClientParam>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = require_admin(&app, &headers) {
+    if let Some(refused) = refuse_unless_admin(&app, &headers) {
         return refused;
     }
     match app.registry.remove(&id, params.client.as_deref()).await {

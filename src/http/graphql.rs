@@ -305,6 +305,15 @@ async fn resolve_document(
     .await
     {
         Ok(resolved) => Ok(resolved),
+        Err(persisted::Resolution::Refused(refused))
+            if refused.code == persisted::code::BAD_REQUEST =>
+        {
+            // Not a well-formed GraphQL-over-HTTP request at all.
+            Err(
+                Problem::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, refused.message)
+                    .no_store(),
+            )
+        }
         Err(persisted::Resolution::Refused(refused)) => {
             // A request error, like a document that does not validate: 200
             // under application/json, 400 under the GraphQL response type
@@ -452,6 +461,7 @@ async fn execute(
             }
         }
     }
+    let viewer_is_authenticated = viewer.is_authenticated();
     let router = router_access(app, headers);
     let inline_trace = headers.get(INCLUDE_TRACE).is_some_and(|v| v == "ftv1");
     let (request, scope) = graph::RequestScope::new(
@@ -500,9 +510,36 @@ async fn execute(
             .into_response(request_id, content_type);
         }
     };
-    let mut http = (status, bytes).into_response();
+    let policy = scope.cache_policy.get().map(|mut policy| {
+        if let Some(cap) = app.config.max_cache_age {
+            policy.max_age = policy.max_age.min(cap);
+        }
+        policy
+    });
+    let cache_control = cache_control(
+        policy,
+        executed && response.errors.is_empty(),
+        viewer_is_authenticated,
+    );
+    let etag = cache_control.is_cacheable().then(|| etag(&bytes));
+    let not_modified = etag
+        .as_deref()
+        .is_some_and(|tag| if_none_match(headers, tag));
+    let mut http = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (status, bytes).into_response()
+    };
     let out = http.headers_mut();
-    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if !not_modified {
+        out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    if let Ok(value) = HeaderValue::from_str(&cache_control.to_string()) {
+        out.insert(header::CACHE_CONTROL, value);
+    }
+    if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        out.insert(header::ETAG, tag);
+    }
     // The router's trace request changes the body too (`extensions.ftv1`).
     out.insert(
         header::VARY,
@@ -517,9 +554,111 @@ async fn execute(
     http
 }
 
+/// The `Cache-Control` of a GraphQL response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CacheControl {
+    Public(u32),
+    Private(u32),
+    NoStore,
+}
+
+impl CacheControl {
+    fn is_cacheable(self) -> bool {
+        !matches!(self, CacheControl::NoStore)
+    }
+}
+
+impl std::fmt::Display for CacheControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheControl::Public(age) => write!(f, "public, max-age={age}"),
+            CacheControl::Private(age) => write!(f, "private, max-age={age}"),
+            CacheControl::NoStore => f.write_str("no-store"),
+        }
+    }
+}
+
+/// From the document's policy to the header: an answer with errors (or
+/// refused) is never stored, nor one with personal data, and an answer to
+/// an authenticated request is at most private (its token may change what
+/// it sees).
+fn cache_control(
+    policy: Option<graph::cache_policy::Policy>,
+    clean: bool,
+    authenticated: bool,
+) -> CacheControl {
+    match policy {
+        Some(policy) if clean && policy.is_cacheable() => {
+            if authenticated {
+                CacheControl::Private(policy.max_age)
+            } else {
+                CacheControl::Public(policy.max_age)
+            }
+        }
+        _ => CacheControl::NoStore,
+    }
+}
+
+/// A strong validator of the response body.
+fn etag(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let hex = format!("{:x}", Sha256::digest(body));
+    format!("\"{}\"", &hex[..32])
+}
+
+/// Whether `If-None-Match` names `tag` (or is `*`); weak tags compare by
+/// their opaque part, as RFC 9110 asks for `If-None-Match`.
+fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.trim_start_matches("W/") == tag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_control_is_never_public_for_errors_personal_data_or_tokens() {
+        use graph::cache_policy::Policy;
+        let catalog = Some(Policy {
+            max_age: 60,
+            personal: false,
+        });
+        let personal = Some(Policy {
+            max_age: 0,
+            personal: true,
+        });
+        assert_eq!(
+            cache_control(catalog, true, false),
+            CacheControl::Public(60)
+        );
+        assert_eq!(
+            cache_control(catalog, true, true),
+            CacheControl::Private(60)
+        );
+        assert_eq!(cache_control(catalog, false, false), CacheControl::NoStore);
+        assert_eq!(cache_control(personal, true, false), CacheControl::NoStore);
+        assert_eq!(cache_control(None, true, false), CacheControl::NoStore);
+        assert_eq!(CacheControl::Public(5).to_string(), "public, max-age=5");
+    }
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags_match() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"a\", W/\"b\""),
+        );
+        assert!(if_none_match(&headers, "\"b\""));
+        assert!(if_none_match(&headers, "\"a\""));
+        assert!(!if_none_match(&headers, "\"c\""));
+        assert!(!if_none_match(&HeaderMap::new(), "\"a\""));
+    }
 
     fn accept(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

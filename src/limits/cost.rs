@@ -337,6 +337,22 @@ impl CostModel {
     fn field(&self, parent: &str, name: &str) -> Option<&FieldCost> {
         self.fields.get(parent)?.get(name)
     }
+
+    /// The named type `parent.name` returns, and whether it is composite
+    /// (an object, interface or union); `None` for a field the schema lacks.
+    pub fn field_type(&self, parent: &str, name: &str) -> Option<(&str, bool)> {
+        self.field(parent, name)
+            .map(|f| (f.returns.as_str(), f.composite))
+    }
+
+    /// The root type of an operation type.
+    pub fn root(&self, operation: OperationType) -> &str {
+        match operation {
+            OperationType::Query => &self.query,
+            OperationType::Mutation => &self.mutation,
+            OperationType::Subscription => &self.subscription,
+        }
+    }
 }
 
 fn collect_roots_and_leaves(

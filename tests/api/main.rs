@@ -1,6 +1,7 @@
 //! End-to-end tests: each spawns the server and talks HTTP to it.
 
 mod auth;
+mod caching;
 mod cli;
 mod federation;
 mod graph;
