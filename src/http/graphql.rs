@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{ServerError, Value, Variables};
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::problem::{codes, Problem};
+use super::response_cache::{Cached, ResponseCache};
 use super::{graphiql, AppState, REQUEST_ID};
 use crate::auth::Viewer;
 use crate::graph::{self, RouterAccess};
@@ -415,6 +416,7 @@ async fn execute(
         Err(problem) => return problem.into_response(request_id, content_type),
     };
     let query = resolved.query.to_string();
+    let variables_json = params.variables.clone().unwrap_or(serde_json::Value::Null);
     let variables = match params.variables {
         None | Some(serde_json::Value::Null) => Variables::default(),
         Some(value @ serde_json::Value::Object(_)) => Variables::from_json(value),
@@ -443,6 +445,26 @@ async fn execute(
         }
     }
 
+    let router = router_access(app, headers);
+    // Anonymous answers may come from (and go to) the response cache.
+    let cache_key =
+        (!viewer.is_authenticated() && app.config.response_cache_bytes > 0).then(|| {
+            ResponseCache::key(
+                &query,
+                params.operation_name.as_deref(),
+                &variables_json,
+                params
+                    .extensions
+                    .as_ref()
+                    .unwrap_or(&serde_json::Value::Null),
+                // The router may be answered what others are refused.
+                &format!("{content_type};{router:?}"),
+            )
+        });
+    if let Some(hit) = cache_key.and_then(|key| app.response_cache.get(&key)) {
+        return cached_response(app, headers, &hit);
+    }
+
     let mut request = async_graphql::Request::new(query).variables(variables);
     if let Some(registered) = resolved.registered {
         request = request.data(graph::Vetted {
@@ -460,7 +482,6 @@ async fn execute(
         }
     }
     let viewer_is_authenticated = viewer.is_authenticated();
-    let router = router_access(app, headers);
     let (request, scope) =
         graph::RequestScope::new(request, &app.store, viewer, router, &app.config.posture);
     let mut response = scope.execute(&app.schema, request).await;
@@ -516,10 +537,11 @@ async fn execute(
     let not_modified = etag
         .as_deref()
         .is_some_and(|tag| if_none_match(headers, tag));
+    let body_bytes = Bytes::from(bytes);
     let mut http = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (status, bytes).into_response()
+        (status, body_bytes.clone()).into_response()
     };
     let out = http.headers_mut();
     if !not_modified {
@@ -528,8 +550,37 @@ async fn execute(
     if let Ok(value) = HeaderValue::from_str(&cache_control.to_string()) {
         out.insert(header::CACHE_CONTROL, value);
     }
-    if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+    if let Some(tag) = etag.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
         out.insert(header::ETAG, tag);
+    }
+    let tags = scope.store.tags();
+    let written = tags.tags_written();
+    if !written.is_empty() {
+        let purged = app.response_cache.purge(&written);
+        tracing::debug!(tags = ?written, purged, "purged cached answers");
+        if let Ok(value) = HeaderValue::from_str(&written.join(" ")) {
+            // What a CDN in front should purge too.
+            out.insert(PURGE_KEYS, value);
+        }
+    }
+    if let (CacheControl::Public(max_age), Some(tag)) = (cache_control, etag) {
+        let read = tags.tags_read();
+        if let Ok(value) = HeaderValue::from_str(&read.join(" ")) {
+            out.insert(SURROGATE_KEY, value);
+        }
+        if let (Some(key), false) = (cache_key, not_modified) {
+            app.response_cache.insert(
+                key,
+                Cached {
+                    body: body_bytes,
+                    content_type,
+                    max_age,
+                    etag: tag,
+                    tags: read,
+                    stored: std::time::Instant::now(),
+                },
+            );
+        }
     }
     out.insert(
         header::VARY,
@@ -540,6 +591,48 @@ async fn execute(
             "x-sql-statements",
             HeaderValue::from(scope.store.statements()),
         );
+    }
+    http
+}
+
+/// The cache tags of a cacheable answer (Fastly's and others' header for
+/// purging by tag).
+const SURROGATE_KEY: &str = "surrogate-key";
+/// The tags a write changed: what a CDN in front should purge.
+const PURGE_KEYS: &str = "x-purge-surrogate-keys";
+
+/// An answer from the response cache: no parsing, no database.
+fn cached_response(app: &AppState, headers: &HeaderMap, hit: &Cached) -> Response {
+    let not_modified = if_none_match(headers, &hit.etag);
+    let mut http = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, hit.body.clone()).into_response()
+    };
+    let out = http.headers_mut();
+    if !not_modified {
+        out.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(hit.content_type),
+        );
+    }
+    let cache_control = CacheControl::Public(hit.max_age).to_string();
+    for (name, value) in [
+        (header::CACHE_CONTROL, cache_control),
+        (header::ETAG, hit.etag.clone()),
+        (header::AGE, hit.age().to_string()),
+        (
+            header::HeaderName::from_static(SURROGATE_KEY),
+            hit.tags.join(" "),
+        ),
+        (header::VARY, "accept, authorization".to_string()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            out.insert(name, value);
+        }
+    }
+    if app.config.expose_sql_statements {
+        out.insert("x-sql-statements", HeaderValue::from(0));
     }
     http
 }
