@@ -4,7 +4,7 @@
 use base64::Engine;
 use commerce_graph::graph::ftv1::proto;
 use prost::Message;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{Reply, TestApp};
 
@@ -271,13 +271,75 @@ async fn with_a_router_secret_only_the_router_reaches_entities_and_the_sdl() {
         .data();
 }
 
-/// POSTs `query` as the router would, asking for an inline trace.
+#[tokio::test]
+async fn the_router_gets_cache_hints_and_tags_for_entities_and_root_fields() {
+    const SECRET: &str = "router-secret-0123456789";
+    let app = TestApp::spawn_with(|c| c.router_secret = Some(SECRET.into())).await;
+    let send = |body: Value| {
+        app.client
+            .post(app.graphql_url())
+            .header("x-router-secret", SECRET)
+            .json(&body)
+            .send()
+    };
+    let entities = Reply::from(
+        send(json!({
+            "query": "query($representations: [_Any!]!) { _entities(representations: $representations) { ... on Product { title price { amount } } } }",
+            "variables": { "representations": [
+                { "__typename": "Product", "id": "2" },
+                { "__typename": "Product", "id": "1" },
+            ] },
+        }))
+        .await
+        .unwrap(),
+    )
+    .await;
+    entities.data();
+    assert_eq!(entities.headers["cache-control"], "public, max-age=60");
+    assert_eq!(
+        entities.body["extensions"]["apolloEntityCacheTags"],
+        json!([
+            ["product:2", "inventory:2", "reviews:2"],
+            ["product:1", "inventory:1", "reviews:1"],
+        ])
+    );
+    let root = Reply::from(
+        send(json!({ "query": "{ product(id: \"3\") { title } }" }))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        root.body["extensions"]["apolloCacheTags"],
+        json!(["product:3"])
+    );
+    // Personal entities: no hints, no tags, nothing stored.
+    let orders = Reply::from(
+        send(json!({
+            "query": "query($r: [_Any!]!) { _entities(representations: $r) { ... on Order { id } } }",
+            "variables": { "r": [{ "__typename": "Order", "id": "1" }] },
+        }))
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(orders.headers["cache-control"], "no-store");
+    assert!(orders.body.get("extensions").is_none(), "{}", orders.body);
+    // Other callers never see the tags.
+    let client = app
+        .query("{ product(id: \"3\") { title } }", json!({}), None)
+        .await;
+    assert!(client.body.get("extensions").is_none());
+}
+
+/// POSTs `query` as the router would, asking for an inline trace (the body
+/// is the one [`TestApp::query`] sends, so both share response-cache keys).
 async fn traced(app: &TestApp, query: &str, router_secret: Option<&str>) -> Reply {
     let mut request = app
         .client
         .post(app.graphql_url())
         .header("apollo-federation-include-trace", "ftv1")
-        .json(&json!({ "query": query }));
+        .json(&json!({ "query": query, "variables": {} }));
     if let Some(secret) = router_secret {
         request = request.header("x-router-secret", secret);
     }
@@ -392,13 +454,22 @@ async fn no_inline_trace_without_the_header_or_for_callers_other_than_the_router
     .await;
     for reply in [untrusted, guessed, unasked] {
         assert!(reply.data()["product"]["title"].is_string());
-        assert!(reply.body.get("extensions").is_none(), "{:#}", reply.body);
+        assert!(
+            reply.body["extensions"].get("ftv1").is_none(),
+            "{:#}",
+            reply.body
+        );
     }
 
     // Without a configured secret every caller is treated as the router, as
-    // for `_entities`.
+    // for `_entities`. The response cache neither answers a traced request
+    // nor keeps its answer for others.
     let open = TestApp::spawn().await;
+    let cached = open.query(query, json!({}), None).await;
+    assert_eq!(cached.headers["cache-control"], "public, max-age=60");
     let trace = decode_ftv1(&traced(&open, query, None).await);
+    let after = open.query(query, json!({}), None).await;
+    assert!(after.body.get("extensions").is_none(), "{:#}", after.body);
     assert_eq!(
         child(trace.root.as_ref().unwrap(), "product").r#type,
         "Product"
