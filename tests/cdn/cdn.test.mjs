@@ -66,7 +66,7 @@ async function throughCdn(path, { method = 'GET', headers = {}, body, bearer } =
 function serverLines(requestId) {
   return readFileSync(serverLog, 'utf8')
     .split('\n')
-    .filter((line) => line.includes(`request_id=${requestId}}`));
+    .filter((line) => new RegExp(`request_id=${requestId}[ }]`).test(line));
 }
 
 function reachedServer(requestId) {
