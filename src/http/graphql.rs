@@ -465,6 +465,7 @@ async fn execute(
         return cached_response(app, headers, &hit);
     }
 
+    let entity_keys = representations(&variables_json);
     let mut request = async_graphql::Request::new(query).variables(variables);
     if let Some(registered) = resolved.registered {
         request = request.data(graph::Vetted {
@@ -505,6 +506,20 @@ async fn execute(
     } else {
         StatusCode::OK
     };
+    let policy = scope.cache_policy.get().map(|mut policy| {
+        if let Some(cap) = app.config.max_cache_age {
+            policy.max_age = policy.max_age.min(cap);
+        }
+        policy
+    });
+    let cache_control = cache_control(
+        policy,
+        executed && response.errors.is_empty(),
+        viewer_is_authenticated,
+    );
+    if router == RouterAccess::Verified && cache_control.is_cacheable() {
+        add_router_cache_tags(&mut response.extensions, &scope.store, &entity_keys);
+    }
     let body = Body_ {
         errors: &response.errors,
         data: executed.then_some(&response.data),
@@ -522,17 +537,6 @@ async fn execute(
             .into_response(request_id, content_type);
         }
     };
-    let policy = scope.cache_policy.get().map(|mut policy| {
-        if let Some(cap) = app.config.max_cache_age {
-            policy.max_age = policy.max_age.min(cap);
-        }
-        policy
-    });
-    let cache_control = cache_control(
-        policy,
-        executed && response.errors.is_empty(),
-        viewer_is_authenticated,
-    );
     let etag = cache_control.is_cacheable().then(|| etag(&bytes));
     let not_modified = etag
         .as_deref()
@@ -635,6 +639,72 @@ fn cached_response(app: &AppState, headers: &HeaderMap, hit: &Cached) -> Respons
         out.insert("x-sql-statements", HeaderValue::from(0));
     }
     http
+}
+
+/// `(typename, id)` of each representation an `_entities` request sends:
+/// the variable routers name `representations`, else the first list of
+/// objects with a `__typename`.
+fn representations(variables: &serde_json::Value) -> Vec<(String, String)> {
+    let is_representations = |v: &serde_json::Value| {
+        v.as_array()
+            .is_some_and(|items| items.first().is_some_and(|i| i.get("__typename").is_some()))
+    };
+    let Some(serde_json::Value::Array(list)) = variables.get("representations").or_else(|| {
+        variables
+            .as_object()
+            .and_then(|o| o.values().find(|v| is_representations(v)))
+    }) else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|r| {
+            let typename = r.get("__typename").and_then(|t| t.as_str()).unwrap_or("");
+            let id = match r.get("id") {
+                Some(serde_json::Value::String(id)) => id.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            (typename.to_string(), id)
+        })
+        .collect()
+}
+
+/// The cache tags in the form Apollo Router's response cache reads from a
+/// subgraph: `apolloCacheTags` for the root fields (what the answer read)
+/// and, for `_entities`, `apolloEntityCacheTags` (one list per
+/// representation, in order), so the router can keep entities and purge
+/// them by the same tags the server and CDNs use.
+fn add_router_cache_tags(
+    extensions: &mut BTreeMap<String, Value>,
+    store: &crate::store::Store,
+    entities: &[(String, String)],
+) {
+    use crate::store::tags;
+    let read: Vec<Value> = store
+        .tags()
+        .tags_read()
+        .into_iter()
+        .map(Value::from)
+        .collect();
+    if entities.is_empty() {
+        extensions.insert("apolloCacheTags".into(), Value::List(read));
+        return;
+    }
+    let per_entity = entities
+        .iter()
+        .map(|(typename, id)| {
+            let id: Option<i64> = id.parse().ok();
+            let names = match (typename.as_str(), id) {
+                ("Product", Some(id)) => {
+                    vec![tags::product(id), tags::inventory(id), tags::reviews(id)]
+                }
+                ("Customer", Some(id)) => vec![tags::customer(id)],
+                _ => Vec::new(),
+            };
+            Value::List(names.into_iter().map(Value::from).collect())
+        })
+        .collect();
+    extensions.insert("apolloEntityCacheTags".into(), Value::List(per_entity));
 }
 
 /// The `Cache-Control` of a GraphQL response.
