@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GraphiQL in a real headless Chromium: installs Debian's chromium and the
 # pinned playwright-core if missing, starts the release server and runs
-# tests/browser/.
+# tests/browser/. The tests register documents with an admin token they mint
+# with the binary, so the server and they share a JWT secret.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,5 +13,6 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 (cd tests/browser && npm install --no-audit --no-fund --loglevel=error)
 
+export COMMERCE_GRAPH_JWT_SECRET="browser-test-secret-$(date +%s%N)"
 source .ci/start-server.sh
 node --test tests/browser/

@@ -2,12 +2,21 @@
 //! (`assets/graphiql/`, vendored by `scripts/vendor-graphiql.sh`), so it works
 //! offline and under a strict Content-Security-Policy; nothing is loaded from
 //! a CDN.
+//!
+//! GraphiQL also lists the registered persisted documents
+//! (`GET /graphiql/persisted-documents`, read by the "Persisted documents"
+//! plugin of `init.js`), so frontend teams explore the documents production
+//! allows.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::AppState;
+use crate::store::PersistedDocumentRow;
 
 /// Part of every asset URL, so a new build never meets a stale cached asset
 /// (assets are cached for a year). The GraphiQL version must match the pin in
@@ -47,6 +56,13 @@ const ASSETS: [(&str, &str, &[u8]); 5] = [
     asset!("init.js", "text/javascript; charset=utf-8"),
 ];
 
+/// GraphiQL's routes: its assets and the registered documents it lists.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/graphiql/persisted-documents", get(persisted_documents))
+        .merge(asset_routes())
+}
+
 /// Routes serving the assets under `/graphiql/assets/{file}`.
 pub fn asset_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/graphiql/assets/{file}", get(asset))
@@ -71,6 +87,53 @@ async fn asset(Path(file): Path<String>) -> Response {
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no such GraphiQL asset").into_response(),
     }
+}
+
+/// The registered documents, for GraphiQL's "Persisted documents" plugin:
+/// `{"documents": [{id, name, type, client, body, cost}]}` sorted by name.
+///
+/// Served only while GraphiQL is (404 otherwise, as for an unknown path), and
+/// without a token: GraphiQL being on is the gate (it is off in production
+/// unless the operator turns it on), and these are the documents clients
+/// ship in their own code anyway. Never cached: a registration or removal
+/// shows at the next refresh.
+async fn persisted_documents(State(app): State<AppState>) -> Response {
+    if !app.config.graphiql {
+        return super::not_found().await;
+    }
+    let mut rows = match app.registry.list().await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::error!(%error, "listing persisted documents for GraphiQL");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CACHE_CONTROL, "no-store")],
+                Json(json!({ "error": "the registry could not be read; see the server log" })),
+            )
+                .into_response();
+        }
+    };
+    rows.sort_by(|a, b| (&a.name, &a.client, &a.id).cmp(&(&b.name, &b.client, &b.id)));
+    let documents: Vec<_> = rows.iter().map(listed_document).collect();
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "documents": documents })),
+    )
+        .into_response()
+}
+
+/// What GraphiQL shows of a document and needs to run it by id. `client` is
+/// `null` for a document every client may use, else the
+/// `apollographql-client-name` a request must send.
+fn listed_document(row: &PersistedDocumentRow) -> serde_json::Value {
+    json!({
+        "id": row.id,
+        "name": row.name,
+        "type": row.operation_type,
+        "client": (!row.client.is_empty()).then_some(&row.client),
+        "body": row.body,
+        "cost": row.cost,
+    })
 }
 
 /// The GraphiQL page (200, `text/html; charset=utf-8`) with a strict

@@ -67,7 +67,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .merge(graphiql::asset_routes())
+        .merge(graphiql::routes())
         .merge(admin::routes())
         .fallback(not_found)
         .with_state(state)

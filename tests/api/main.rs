@@ -5,6 +5,7 @@ mod caching;
 mod cli;
 mod federation;
 mod graph;
+mod graphiql;
 mod helpers;
 mod http;
 mod limits;

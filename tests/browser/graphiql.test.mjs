@@ -7,17 +7,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { closeWithScreenshot, editorText, openPage } from './chromium.mjs';
 
 const base = process.env.COMMERCE_GRAPH_URL;
 const QUERY = '{ categories { name slug } }';
 
 test('GraphiQL loads from the binary and runs a typed query', async () => {
   assert.ok(base, 'set COMMERCE_GRAPH_URL to the running server');
-  const origin = new URL(base).origin;
 
   const direct = await fetch(`${base}/graphql`, {
     method: 'POST',
@@ -27,33 +23,9 @@ test('GraphiQL loads from the binary and runs a typed query', async () => {
   const expected = (await direct.json()).data.categories;
   assert.ok(expected.length > 0, 'the server has categories');
 
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    // A fresh profile is Playwright's default. The networking flags keep
-    // Chromium from calling home on a machine without internet access.
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-  });
-  const page = await browser.newPage();
+  const browser = await openPage(base);
+  const { page, foreign, problems } = browser;
   try {
-    const foreign = [];
-    const problems = [];
-    // Anything not from this server is refused and recorded: GraphiQL must
-    // not need a CDN.
-    await page.route('**/*', (route) => {
-      const url = route.request().url();
-      if (url.startsWith('data:') || new URL(url).origin === origin) return route.continue();
-      foreign.push(url);
-      return route.abort();
-    });
-    page.on('console', (message) => {
-      if (message.type() === 'error') problems.push(message.text());
-    });
-    page.on('pageerror', (error) => problems.push(String(error)));
-
     await page.goto(`${base}/graphql`, { waitUntil: 'load' });
     const editor = page.locator('.graphiql-query-editor .CodeMirror').first();
     await editor.waitFor({ timeout: 30_000 });
@@ -63,13 +35,10 @@ test('GraphiQL loads from the binary and runs a typed query', async () => {
     await page.keyboard.press('Control+A');
     await page.keyboard.press('Delete');
     await page.keyboard.type(QUERY);
-    const typed = await page.evaluate(
-      () => document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue()
-    );
+    const typed = await editorText(page, '.graphiql-query-editor');
     assert.equal(typed.replace(/\s+/g, ' ').trim(), QUERY);
 
     await page.locator('.graphiql-execute-button').click();
-    const response = page.locator('.graphiql-response .CodeMirror').first();
     await page.waitForFunction(
       () => {
         const cm = document.querySelector('.graphiql-response .CodeMirror');
@@ -78,17 +47,13 @@ test('GraphiQL loads from the binary and runs a typed query', async () => {
       null,
       { timeout: 30_000 }
     );
-    const text = await response.evaluate((element) => element.CodeMirror.getValue());
-    const shown = JSON.parse(text);
+    const shown = JSON.parse(await editorText(page, '.graphiql-response'));
     assert.deepEqual(shown.data.categories, expected);
 
     assert.deepEqual(foreign, [], 'requests to other hosts');
     assert.deepEqual(problems, [], 'console errors');
   } finally {
     // The screenshot shows what a person would have seen, pass or fail.
-    const shots = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'target', 'browser');
-    await mkdir(shots, { recursive: true });
-    await page.screenshot({ path: join(shots, 'graphiql.png') }).catch(() => {});
-    await browser.close();
+    await closeWithScreenshot(browser, 'graphiql');
   }
 });
