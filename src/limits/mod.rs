@@ -1,7 +1,8 @@
 //! Limits on a query's shape, checked before validation and execution: a
 //! crafted document is refused cheaply, with the limit and the measured value.
 //!
-//! The size and the token count are measured on the text, before parsing.
+//! The size, the nesting of brackets and the token count are measured on the
+//! text, before parsing.
 //! Depth, aliases, root fields and directives are measured on the parsed
 //! document, with fragments expanded where they are spread; each fragment is
 //! measured once and remembered, so a "fragment bomb" (fragments that spread
@@ -15,7 +16,14 @@ use std::collections::HashMap;
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, Positioned};
 
-pub use tokens::count_tokens;
+pub use tokens::{count_tokens, nesting_depth};
+
+/// Deepest nesting of `{`, `[` and `(` a document may have. Fixed, not
+/// configured: it keeps the parser and every recursive walk of the document
+/// (validation, these limits, dropping the tree) far from the end of the
+/// stack whatever the other limits are. async-graphql refuses selection sets
+/// nested more than 32 deep anyway, so no query it would run reaches this.
+pub const MAX_NESTING: usize = 64;
 
 /// The configured maximums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +97,8 @@ fn check(
 }
 
 impl Limits {
-    /// Checks the text: size, then tokens (counting stops past the limit).
+    /// Checks the text: size, nesting, then tokens (measuring stops past the
+    /// limit).
     pub fn check_text(&self, query: &str) -> Result<(), Exceeded> {
         check(
             "DOCUMENT_TOO_LARGE",
@@ -98,10 +107,16 @@ impl Limits {
             query.len(),
         )?;
         check(
+            "DOCUMENT_TOO_NESTED",
+            "levels of nested brackets, braces and parentheses",
+            MAX_NESTING,
+            nesting_depth(query, MAX_NESTING + 1),
+        )?;
+        check(
             "TOO_MANY_TOKENS",
             "tokens",
             self.max_tokens,
-            count_tokens(query, self.max_tokens + 1),
+            count_tokens(query, self.max_tokens.saturating_add(1)),
         )
     }
 
@@ -306,6 +321,26 @@ mod tests {
         assert!(
             measure("{ r { ...A } } fragment A on T { ...B } fragment B on T { ...A }").is_ok()
         );
+    }
+
+    #[test]
+    fn nesting_is_refused_before_parsing_whatever_the_token_limit() {
+        let limits = Limits {
+            max_tokens: usize::MAX,
+            max_document_bytes: usize::MAX,
+            ..Limits::default()
+        };
+        let brackets = format!(
+            "{{ products(filter: {}{}) {{ id }} }}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        let err = limits.check_text(&brackets).unwrap_err();
+        assert_eq!(
+            (err.code, err.limit, err.measured),
+            ("DOCUMENT_TOO_NESTED", MAX_NESTING, MAX_NESTING + 1)
+        );
+        assert!(limits.check_text(&"{ a ".repeat(40)).is_ok());
     }
 
     #[test]
