@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
-use crate::limits::Limits;
+use crate::limits::{Limits, VariablesLimits};
 
 /// The JWT secret used when none is configured, in development only.
 pub const DEVELOPMENT_JWT_SECRET: &str = "commerce-graph-development-secret-not-for-production";
@@ -158,6 +158,15 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_TOKENS")]
     pub max_tokens: Option<usize>,
 
+    /// Largest `variables` JSON of a request, in bytes [default: 262144].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_VARIABLES_BYTES")]
+    pub max_variables_bytes: Option<usize>,
+
+    /// Deepest nesting of arrays and objects in `variables`, at most 100
+    /// [default: 32].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_VARIABLES_DEPTH")]
+    pub max_variables_depth: Option<usize>,
+
     /// Shared secret the federation router sends in `x-router-secret`; when
     /// set, `_entities` and `_service` are refused without it.
     #[arg(
@@ -199,6 +208,8 @@ struct FileSettings {
     max_directives: Option<usize>,
     max_document_bytes: Option<usize>,
     max_tokens: Option<usize>,
+    max_variables_bytes: Option<usize>,
+    max_variables_depth: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -224,6 +235,8 @@ pub struct Config {
     pub router_secret: Option<String>,
     /// Limits on a query's shape.
     pub limits: Limits,
+    /// Limits on a request's `variables`.
+    pub variables_limits: VariablesLimits,
 }
 
 impl Config {
@@ -260,6 +273,25 @@ impl Config {
             if secret.len() < 16 {
                 bail!("the JWT secret must be at least 16 bytes long");
             }
+        }
+        let variables_limits = {
+            let defaults = VariablesLimits::default();
+            VariablesLimits {
+                max_bytes: settings
+                    .max_variables_bytes
+                    .or(file.max_variables_bytes)
+                    .unwrap_or(defaults.max_bytes),
+                max_depth: settings
+                    .max_variables_depth
+                    .or(file.max_variables_depth)
+                    .unwrap_or(defaults.max_depth),
+            }
+        };
+        if variables_limits.max_depth > VariablesLimits::MOST_DEPTH {
+            bail!(
+                "max_variables_depth is at most {} (the JSON parser refuses deeper nesting)",
+                VariablesLimits::MOST_DEPTH
+            );
         }
         let jwt_public_key = settings.jwt_public_key.clone().or(file.jwt_public_key);
         let jwt_jwks_file = settings.jwt_jwks_file.clone().or(file.jwt_jwks_file);
@@ -350,6 +382,7 @@ impl Config {
                         .unwrap_or(defaults.max_tokens),
                 }
             },
+            variables_limits,
             expose_sql_statements: settings
                 .expose_sql_statements
                 .or(file.expose_sql_statements)
@@ -376,6 +409,24 @@ mod tests {
         assert_eq!(config.profile, Profile::Development);
         assert!(config.graphiql && config.seed_on_start && config.jwt_secret_is_default);
         assert!(config.cors_origins.is_empty());
+        assert_eq!(config.variables_limits, VariablesLimits::default());
+    }
+
+    #[test]
+    fn variables_limits_are_configurable_within_what_the_parser_allows() {
+        let settings = Settings {
+            max_variables_bytes: Some(1_000),
+            max_variables_depth: Some(4),
+            ..Default::default()
+        };
+        let config = Config::resolve(&settings).unwrap();
+        assert_eq!(config.variables_limits.max_bytes, 1_000);
+        assert_eq!(config.variables_limits.max_depth, 4);
+        let settings = Settings {
+            max_variables_depth: Some(VariablesLimits::MOST_DEPTH + 1),
+            ..Default::default()
+        };
+        assert!(Config::resolve(&settings).is_err());
     }
 
     #[test]

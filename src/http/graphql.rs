@@ -3,21 +3,27 @@
 //! `application/graphql-response+json` (with its status codes) or
 //! `application/json` (always 200 for a GraphQL result) by `Accept`.
 //! Browsers asking for HTML get GraphiQL.
+//!
+//! Everything a request carries is checked here before GraphQL sees it: the
+//! media types, the shape of the parameters, and the size and
+//! nesting of `variables`, measured on the JSON text before it is parsed.
 
 use std::collections::BTreeMap;
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::{ServerError, Value, Variables};
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::problem::{codes, Problem};
 use super::{graphiql, AppState, REQUEST_ID};
 use crate::auth::Viewer;
 use crate::graph::{self, RouterAccess};
+use crate::limits::VariablesLimits;
 
 /// The header the federation router sends the shared secret in.
 const ROUTER_SECRET: &str = "x-router-secret";
@@ -42,9 +48,21 @@ impl MediaType {
         }
     }
 
+    /// What a request error (parse, validation, a limit) answers with: 400
+    /// under `application/graphql-response+json`, 200 for legacy clients.
+    fn request_error_status(self) -> StatusCode {
+        match self {
+            MediaType::GraphqlResponse => StatusCode::BAD_REQUEST,
+            MediaType::Json => StatusCode::OK,
+        }
+    }
+
     /// Reads `Accept`. No header (or an empty one) means `application/json`,
     /// what legacy clients expect; a header naming neither JSON type nor a
-    /// wildcard is not acceptable.
+    /// wildcard is not acceptable. Each type gets the quality of the most
+    /// specific range that matches it; on a tie, the type the client named
+    /// wins, and between two wildcards `application/json` does (a legacy
+    /// client sending `*/*` expects it).
     fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
         let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
             return Some(MediaType::Json);
@@ -52,24 +70,52 @@ impl MediaType {
         if accept.trim().is_empty() {
             return Some(MediaType::Json);
         }
-        let mut json = false;
+        // (specificity, quality in thousandths) of the range that applies.
+        let mut graphql: Option<(u8, u16)> = None;
+        let mut json: Option<(u8, u16)> = None;
         for range in accept.split(',') {
             let mut parts = range.split(';');
             let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let refused = parts.any(|p| {
-                let p = p.trim().replace(' ', "");
-                p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
-            });
-            if refused {
-                continue;
-            }
-            match essence.as_str() {
-                "application/graphql-response+json" => return Some(MediaType::GraphqlResponse),
-                "application/json" | "application/*" | "*/*" => json = true,
-                _ => {}
+            let quality = parts
+                .find_map(|p| {
+                    let (key, value) = p.split_once('=')?;
+                    key.trim()
+                        .eq_ignore_ascii_case("q")
+                        .then(|| value.trim().parse::<f32>().unwrap_or(1.0))
+                })
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            let quality = (quality * 1000.0).round() as u16;
+            let (for_graphql, for_json) = match essence.as_str() {
+                "application/graphql-response+json" => (Some(2), None),
+                "application/json" => (None, Some(2)),
+                "application/*" => (Some(1), Some(1)),
+                "*/*" => (Some(0), Some(0)),
+                _ => (None, None),
+            };
+            for (slot, specificity) in [(&mut graphql, for_graphql), (&mut json, for_json)] {
+                if let Some(specificity) = specificity {
+                    if slot.is_none_or(|current| (specificity, quality) > current) {
+                        *slot = Some((specificity, quality));
+                    }
+                }
             }
         }
-        json.then_some(MediaType::Json)
+        let graphql = graphql.filter(|(_, q)| *q > 0);
+        let json = json.filter(|(_, q)| *q > 0);
+        match (graphql, json) {
+            (None, None) => None,
+            (Some(_), None) => Some(MediaType::GraphqlResponse),
+            (None, Some(_)) => Some(MediaType::Json),
+            (Some((gs, gq)), Some((js, jq))) => {
+                let graphql_wins = gq > jq || (gq == jq && (gs > js || (gs == js && gs == 2)));
+                Some(if graphql_wins {
+                    MediaType::GraphqlResponse
+                } else {
+                    MediaType::Json
+                })
+            }
+        }
     }
 }
 
@@ -81,26 +127,15 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 }
 
 /// The parameters of a GraphQL request, from a JSON body or a query string.
-/// Unknown keys are ignored, as the GraphQL-over-HTTP spec asks.
+/// Unknown keys are ignored, as the GraphQL-over-HTTP spec asks. `variables`
+/// and `extensions` stay JSON text until they are measured and checked.
 #[derive(Deserialize, Debug, Default)]
 struct Params {
     query: Option<String>,
     #[serde(rename = "operationName")]
     operation_name: Option<String>,
-    variables: Option<serde_json::Value>,
-    #[allow(dead_code)]
-    extensions: Option<serde_json::Value>,
-}
-
-/// The same parameters in a GET query string, where `variables` and
-/// `extensions` are JSON text.
-#[derive(Deserialize, Debug, Default)]
-struct QueryString {
-    query: Option<String>,
-    #[serde(rename = "operationName")]
-    operation_name: Option<String>,
-    variables: Option<String>,
-    extensions: Option<String>,
+    variables: Option<Box<RawValue>>,
+    extensions: Option<Box<RawValue>>,
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -109,6 +144,10 @@ fn request_id(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string()
+}
+
+fn bad_request(message: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message)
 }
 
 pub async fn post_graphql(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -141,6 +180,18 @@ pub async fn get_graphql(
     }
 }
 
+/// `/graphql` with a method other than GET and POST (CORS preflights are
+/// answered by the CORS layer before they get here).
+pub async fn other_method(headers: HeaderMap) -> Response {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::METHOD_NOT_ALLOWED,
+        "send GraphQL requests with POST, or queries with GET",
+    )
+    .with_header(header::ALLOW, "GET, POST")
+    .into_response(&request_id(&headers), JSON)
+}
+
 fn not_acceptable() -> Problem {
     Problem::new(
         StatusCode::NOT_ACCEPTABLE,
@@ -157,20 +208,38 @@ async fn read_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Pa
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(Problem::new(
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    let unsupported = |message: String| {
+        Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             codes::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "POST bodies must be application/json, got {:?}",
-                if content_type.is_empty() {
-                    "nothing"
-                } else {
-                    content_type
-                }
-            ),
-        ));
+            message,
+        )
+    };
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(unsupported(format!(
+            "POST bodies must be application/json, got {:?}",
+            if content_type.is_empty() {
+                "nothing"
+            } else {
+                content_type
+            }
+        )));
+    }
+    // JSON is UTF-8; a body declared in another charset would be misread.
+    let charset = parts.find_map(|p| {
+        let (key, value) = p.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"'))
+    });
+    if let Some(charset) = charset {
+        if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+            return Err(unsupported(format!(
+                "POST bodies must be UTF-8, got charset {charset:?}"
+            )));
+        }
     }
     let limit = app.config.max_body_bytes;
     let too_large = || {
@@ -192,50 +261,114 @@ async fn read_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Pa
     let bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| too_large())?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_REQUEST,
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })?;
-    match value {
-        serde_json::Value::Object(_) => serde_json::from_value(value).map_err(|e| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                codes::BAD_REQUEST,
-                format!("the request body is not a GraphQL request: {e}"),
-            )
+    parse_body(&bytes)
+}
+
+/// Reads a POST body. serde_json skips what it does not keep (unknown keys,
+/// `variables`, `extensions`) without recursing, so no nesting of the body
+/// can exhaust the stack; `variables` is parsed later, once measured.
+fn parse_body(bytes: &[u8]) -> Result<Params, Problem> {
+    let not_json =
+        |e: serde_json::Error| bad_request(format!("the request body is not valid JSON: {e}"));
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => {
+                bad_request(format!("the request body is not a GraphQL request: {e}"))
+            }
+            _ => not_json(e),
         }),
-        serde_json::Value::Array(_) => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            codes::BATCHING_NOT_SUPPORTED,
-            "batched requests (a JSON array) are not accepted; send one operation per request",
-        )),
-        _ => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_REQUEST,
-            "the request body must be a JSON object with a `query`",
-        )),
+        Some(b'[') => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(not_json)?;
+            Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                codes::BATCHING_NOT_SUPPORTED,
+                "batched requests (a JSON array) are not accepted; send one operation per request",
+            ))
+        }
+        _ => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(not_json)?;
+            Err(bad_request(
+                "the request body must be a JSON object with a `query`",
+            ))
+        }
     }
 }
 
+/// Reads a GET query string. Decoded strictly: a parameter given twice, or
+/// not UTF-8 once percent-decoded, is refused rather than guessed at.
 fn read_get(raw: &str) -> Result<Params, Problem> {
-    let bad = |message: String| Problem::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
-    let query: QueryString = serde_urlencoded::from_str(raw)
-        .map_err(|e| bad(format!("the query string is malformed: {e}")))?;
-    let json = |name: &str, text: Option<String>| -> Result<Option<serde_json::Value>, Problem> {
-        text.filter(|t| !t.is_empty())
-            .map(|t| serde_json::from_str(&t))
+    let mut query = None;
+    let mut operation_name = None;
+    let mut variables = None;
+    let mut extensions = None;
+    for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(key)
+            .ok_or_else(|| bad_request("the query string is not UTF-8 once percent-decoded"))?;
+        let slot = match key.as_str() {
+            "query" => &mut query,
+            "operationName" => &mut operation_name,
+            "variables" => &mut variables,
+            "extensions" => &mut extensions,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(bad_request(format!(
+                "the `{key}` parameter is given more than once"
+            )));
+        }
+        let value = percent_decode(value).ok_or_else(|| {
+            bad_request(format!(
+                "the `{key}` parameter is not UTF-8 once percent-decoded"
+            ))
+        })?;
+        *slot = Some(value);
+    }
+    let json = |name: &str, text: Option<String>| {
+        text.filter(|t| !t.trim().is_empty())
+            .map(RawValue::from_string)
             .transpose()
-            .map_err(|e| bad(format!("the `{name}` parameter is not valid JSON: {e}")))
+            .map_err(|e| bad_request(format!("the `{name}` parameter is not valid JSON: {e}")))
     };
     Ok(Params {
-        query: query.query,
-        operation_name: query.operation_name,
-        variables: json("variables", query.variables)?,
-        extensions: json("extensions", query.extensions)?,
+        query,
+        operation_name,
+        variables: json("variables", variables)?,
+        extensions: json("extensions", extensions)?,
     })
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component (`+` is a
+/// space; a `%` not followed by two hex digits stands for itself), or `None`
+/// when the bytes are not UTF-8.
+fn percent_decode(component: &str) -> Option<String> {
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+    let bytes = component.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            b'%' => match (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+                (Some(high), Some(low)) => {
+                    decoded.push((high * 16 + low) as u8);
+                    i += 3;
+                }
+                _ => {
+                    decoded.push(b'%');
+                    i += 1;
+                }
+            },
+            byte => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
 }
 
 /// Reads the bearer token, if any. A token that is present but invalid is an
@@ -281,10 +414,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     difference == 0
 }
 
-/// Which kind of operation the request would run, if its document parses
-/// and the operation can be selected (otherwise execution reports why).
-fn operation_type(query: &str, operation_name: Option<&str>) -> Option<OperationType> {
-    let document = async_graphql::parser::parse_query(query).ok()?;
+/// Which kind of operation the request would run, if the operation can be
+/// selected (otherwise execution reports why).
+fn operation_type(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<OperationType> {
     match (&document.operations, operation_name) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
@@ -293,6 +428,85 @@ fn operation_type(query: &str, operation_name: Option<&str>) -> Option<Operation
         }
         _ => None,
     }
+}
+
+/// Reads `variables`: measured against the limits on its JSON text, then
+/// parsed (an absent or null `variables` is no variables).
+fn read_variables(
+    app: &AppState,
+    variables: Option<Box<RawValue>>,
+    media: MediaType,
+) -> Result<Variables, Problem> {
+    let Some(raw) = variables else {
+        return Ok(Variables::default());
+    };
+    let text = raw.get().trim();
+    app.config
+        .variables_limits
+        .check(text)
+        .map_err(|exceeded| {
+            let message = VariablesLimits::message(&exceeded);
+            Problem::exceeded(media.request_error_status(), &exceeded, message)
+        })?;
+    match text.as_bytes().first() {
+        Some(b'{') => serde_json::from_str(text)
+            .map_err(|e| bad_request(format!("`variables` cannot be read: {e}"))),
+        _ if text == "null" => Ok(Variables::default()),
+        _ => Err(bad_request("`variables` must be a JSON object")),
+    }
+}
+
+/// Checks the parameters and builds the GraphQL request. A GET's document
+/// is measured and parsed here, to refuse a mutation before it runs: the
+/// limits on the text come first, so nothing unmeasured reaches the parser.
+fn prepare(
+    app: &AppState,
+    params: Params,
+    method: &Method,
+    media: MediaType,
+) -> Result<async_graphql::Request, Problem> {
+    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
+        return Err(bad_request("the request has no `query`"));
+    };
+    if let Some(extensions) = &params.extensions {
+        let text = extensions.get().trim();
+        if !text.starts_with('{') && text != "null" {
+            return Err(bad_request("`extensions` must be a JSON object"));
+        }
+    }
+    let variables = read_variables(app, params.variables, media)?;
+    let operation_name = params.operation_name.filter(|n| !n.is_empty());
+    let mut request = async_graphql::Request::new(query).variables(variables);
+    if *method == Method::GET {
+        app.config
+            .limits
+            .check_text(&request.query)
+            .map_err(|exceeded| {
+                let message = exceeded.message();
+                Problem::exceeded(media.request_error_status(), &exceeded, message)
+            })?;
+        // async-graphql keeps the parsed document for execution; a document
+        // that does not parse is reported by execution, with its code.
+        let ty = request
+            .parsed_query()
+            .ok()
+            .and_then(|document| operation_type(document, operation_name.as_deref()));
+        if matches!(
+            ty,
+            Some(OperationType::Mutation | OperationType::Subscription)
+        ) {
+            return Err(Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                codes::METHOD_NOT_ALLOWED,
+                "only queries may be sent with GET; send mutations with POST",
+            )
+            .with_header(header::ALLOW, "POST"));
+        }
+    }
+    if let Some(name) = operation_name {
+        request = request.operation_name(name);
+    }
+    Ok(request)
 }
 
 #[derive(Serialize)]
@@ -318,46 +532,10 @@ async fn execute(
         Ok(viewer) => viewer,
         Err(problem) => return problem.into_response(request_id, content_type),
     };
-    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
-        return Problem::new(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_REQUEST,
-            "the request has no `query`",
-        )
-        .into_response(request_id, content_type);
+    let request = match prepare(app, params, &method, media) {
+        Ok(request) => request,
+        Err(problem) => return problem.into_response(request_id, content_type),
     };
-    let variables = match params.variables {
-        None | Some(serde_json::Value::Null) => Variables::default(),
-        Some(value @ serde_json::Value::Object(_)) => Variables::from_json(value),
-        Some(_) => {
-            return Problem::new(
-                StatusCode::BAD_REQUEST,
-                codes::BAD_REQUEST,
-                "`variables` must be a JSON object",
-            )
-            .into_response(request_id, content_type)
-        }
-    };
-    if method == Method::GET {
-        let ty = operation_type(&query, params.operation_name.as_deref());
-        if matches!(
-            ty,
-            Some(OperationType::Mutation | OperationType::Subscription)
-        ) {
-            return Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                codes::METHOD_NOT_ALLOWED,
-                "only queries may be sent with GET; send mutations with POST",
-            )
-            .with_header(header::ALLOW, "POST")
-            .into_response(request_id, content_type);
-        }
-    }
-
-    let mut request = async_graphql::Request::new(query).variables(variables);
-    if let Some(name) = params.operation_name.filter(|n| !n.is_empty()) {
-        request = request.operation_name(name);
-    }
     let router = router_access(app, headers);
     let (request, scope) = graph::RequestScope::new(request, &app.store, viewer, router);
     let mut response = scope.execute(&app.schema, request).await;
@@ -451,14 +629,15 @@ mod tests {
 
     #[test]
     fn operation_type_follows_the_selected_operation() {
+        let ty = |query: &str, name: Option<&str>| {
+            let document = async_graphql::parser::parse_query(query).unwrap();
+            operation_type(&document, name)
+        };
         let doc = "query A { a } mutation B { b }";
-        assert_eq!(
-            operation_type(doc, Some("B")),
-            Some(OperationType::Mutation)
-        );
-        assert_eq!(operation_type(doc, Some("A")), Some(OperationType::Query));
-        assert_eq!(operation_type(doc, None), None);
-        assert_eq!(operation_type("{ a }", None), Some(OperationType::Query));
-        assert_eq!(operation_type("{", None), None);
+        assert_eq!(ty(doc, Some("B")), Some(OperationType::Mutation));
+        assert_eq!(ty(doc, Some("A")), Some(OperationType::Query));
+        assert_eq!(ty(doc, Some("C")), None);
+        assert_eq!(ty(doc, None), None);
+        assert_eq!(ty("{ a }", None), Some(OperationType::Query));
     }
 }

@@ -52,7 +52,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/graphql",
-            get(graphql::get_graphql).post(graphql::post_graphql),
+            get(graphql::get_graphql)
+                .post(graphql::post_graphql)
+                .fallback(graphql::other_method),
         )
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))

@@ -22,6 +22,8 @@ pub struct Problem {
     pub message: String,
     /// One extra response header (`Allow`, `WWW-Authenticate`).
     pub header: Option<(header::HeaderName, &'static str)>,
+    /// Extra `extensions` entries: a limit and the measured value.
+    pub details: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Problem {
@@ -31,7 +33,23 @@ impl Problem {
             code,
             message: message.into(),
             header: None,
+            details: Vec::new(),
         }
+    }
+
+    /// A limit the request went past, with `extensions.limit` and
+    /// `extensions.measured` like the query limits.
+    pub fn exceeded(
+        status: StatusCode,
+        exceeded: &crate::limits::Exceeded,
+        message: String,
+    ) -> Problem {
+        let mut problem = Problem::new(status, exceeded.code, message);
+        problem.details = vec![
+            ("limit", exceeded.limit.into()),
+            ("measured", exceeded.measured.into()),
+        ];
+        problem
     }
 
     pub fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Problem {
@@ -40,11 +58,14 @@ impl Problem {
     }
 
     pub fn into_response(self, request_id: &str, content_type: &'static str) -> Response {
+        let mut extensions = serde_json::Map::new();
+        extensions.insert("code".into(), self.code.into());
+        extensions.insert("requestId".into(), request_id.into());
+        for (key, value) in self.details {
+            extensions.insert(key.into(), value);
+        }
         let body = serde_json::json!({
-            "errors": [{
-                "message": self.message,
-                "extensions": { "code": self.code, "requestId": request_id },
-            }]
+            "errors": [{ "message": self.message, "extensions": extensions }]
         });
         let mut response = (
             self.status,

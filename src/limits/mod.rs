@@ -10,6 +10,7 @@
 //! form a cycle are not followed (validation refuses those).
 
 mod tokens;
+mod variables;
 
 use std::collections::HashMap;
 
@@ -17,6 +18,7 @@ use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, Positioned};
 
 pub use tokens::{count_tokens, nesting_depth};
+pub use variables::VariablesLimits;
 
 /// Deepest nesting of `{`, `[` and `(` a document may have. Fixed, not
 /// configured: it keeps the parser and every recursive walk of the document
