@@ -167,6 +167,13 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_VARIABLES_DEPTH")]
     pub max_variables_depth: Option<usize>,
 
+    /// Refuse requests a browser could send cross-origin without a CORS
+    /// preflight: no content type or a "simple" one, and none of
+    /// `x-graphql-csrf`, `apollo-require-preflight`, `x-apollo-operation-name`
+    /// [default: on].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_CSRF_PREVENTION")]
+    pub csrf_prevention: Option<bool>,
+
     /// Shared secret the federation router sends in `x-router-secret`; when
     /// set, `_entities` and `_service` are refused without it.
     #[arg(
@@ -210,6 +217,7 @@ struct FileSettings {
     max_tokens: Option<usize>,
     max_variables_bytes: Option<usize>,
     max_variables_depth: Option<usize>,
+    csrf_prevention: Option<bool>,
 }
 
 /// The resolved configuration.
@@ -237,6 +245,9 @@ pub struct Config {
     pub limits: Limits,
     /// Limits on a request's `variables`.
     pub variables_limits: VariablesLimits,
+    /// Refuse requests a foreign web page could send without a CORS
+    /// preflight (see `http::graphql`).
+    pub csrf_prevention: bool,
 }
 
 impl Config {
@@ -383,6 +394,10 @@ impl Config {
                 }
             },
             variables_limits,
+            csrf_prevention: settings
+                .csrf_prevention
+                .or(file.csrf_prevention)
+                .unwrap_or(true),
             expose_sql_statements: settings
                 .expose_sql_statements
                 .or(file.expose_sql_statements)
@@ -409,6 +424,7 @@ mod tests {
         assert_eq!(config.profile, Profile::Development);
         assert!(config.graphiql && config.seed_on_start && config.jwt_secret_is_default);
         assert!(config.cors_origins.is_empty());
+        assert!(config.csrf_prevention);
         assert_eq!(config.variables_limits, VariablesLimits::default());
     }
 
@@ -417,11 +433,13 @@ mod tests {
         let settings = Settings {
             max_variables_bytes: Some(1_000),
             max_variables_depth: Some(4),
+            csrf_prevention: Some(false),
             ..Default::default()
         };
         let config = Config::resolve(&settings).unwrap();
         assert_eq!(config.variables_limits.max_bytes, 1_000);
         assert_eq!(config.variables_limits.max_depth, 4);
+        assert!(!config.csrf_prevention);
         let settings = Settings {
             max_variables_depth: Some(VariablesLimits::MOST_DEPTH + 1),
             ..Default::default()

@@ -5,7 +5,8 @@
 //! Browsers asking for HTML get GraphiQL.
 //!
 //! Everything a request carries is checked here before GraphQL sees it: the
-//! media types, the shape of the parameters, and the size and
+//! media types, CSRF (a request a foreign page could send without a CORS
+//! preflight is refused), the shape of the parameters, and the size and
 //! nesting of `variables`, measured on the JSON text before it is parsed.
 
 use std::collections::BTreeMap;
@@ -138,6 +139,22 @@ struct Params {
     extensions: Option<Box<RawValue>>,
 }
 
+/// Headers a browser sends cross-origin only after a CORS preflight, which
+/// lets the server's CORS policy refuse the request before it is sent:
+/// `x-graphql-csrf` (ours), and Apollo's two, which Apollo's clients send.
+pub const CSRF_HEADERS: [&str; 3] = [
+    "x-graphql-csrf",
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+];
+
+/// The content types a browser may send cross-origin without a preflight.
+const SIMPLE_CONTENT_TYPES: [&str; 3] = [
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+];
+
 fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(&REQUEST_ID)
@@ -155,6 +172,9 @@ pub async fn post_graphql(State(app): State<AppState>, headers: HeaderMap, body:
     let Some(media) = MediaType::negotiate(&headers) else {
         return not_acceptable().into_response(&request_id, JSON);
     };
+    if app.config.csrf_prevention && !preflighted(&headers) {
+        return csrf_prevented().into_response(&request_id, media.content_type());
+    }
     match read_post(&app, &headers, body).await {
         Ok(params) => execute(&app, &headers, params, Method::POST, media, &request_id).await,
         Err(problem) => problem.into_response(&request_id, media.content_type()),
@@ -174,6 +194,9 @@ pub async fn get_graphql(
     let Some(media) = MediaType::negotiate(&headers) else {
         return not_acceptable().into_response(&request_id, JSON);
     };
+    if app.config.csrf_prevention && !preflighted(&headers) {
+        return csrf_prevented().into_response(&request_id, media.content_type());
+    }
     match read_get(&raw) {
         Ok(params) => execute(&app, &headers, params, Method::GET, media, &request_id).await,
         Err(problem) => problem.into_response(&request_id, media.content_type()),
@@ -198,6 +221,47 @@ fn not_acceptable() -> Problem {
         codes::NOT_ACCEPTABLE,
         "responses are application/graphql-response+json or application/json; \
          the Accept header allows neither",
+    )
+}
+
+/// Whether a browser could only have sent this request after a CORS
+/// preflight: it has a content type that is not one of the three "simple"
+/// ones (Apollo Client sends `application/json` even on GET), or a non-empty
+/// [`CSRF_HEADERS`] header. Apollo Server's `preventCsrf` rule, with our
+/// header added, applied to GET and POST alike: a GET without a content type
+/// needs the header, as in Apollo Server (the header does not stop a CDN
+/// from caching the response; only browsers preflight).
+fn preflighted(headers: &HeaderMap) -> bool {
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        // Bytes, not text: a browser may put non-ASCII bytes in a parameter
+        // of a simple content type.
+        let essence = content_type
+            .as_bytes()
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        let simple = SIMPLE_CONTENT_TYPES
+            .iter()
+            .any(|simple| essence.eq_ignore_ascii_case(simple.as_bytes()));
+        if !simple {
+            return true;
+        }
+    }
+    CSRF_HEADERS
+        .iter()
+        .any(|name| headers.get(*name).is_some_and(|value| !value.is_empty()))
+}
+
+fn csrf_prevented() -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        codes::CSRF_PREVENTED,
+        format!(
+            "this request was refused as a possible cross-site request forgery: send \
+             `content-type: application/json` or a non-empty {} header",
+            CSRF_HEADERS.join(" or ")
+        ),
     )
 }
 

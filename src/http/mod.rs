@@ -104,6 +104,10 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             REQUEST_ID,
             HeaderName::from_static("apollographql-client-name"),
             HeaderName::from_static("apollographql-client-version"),
+            // The headers that pass CSRF prevention must pass the preflight.
+            HeaderName::from_static(graphql::CSRF_HEADERS[0]),
+            HeaderName::from_static(graphql::CSRF_HEADERS[1]),
+            HeaderName::from_static(graphql::CSRF_HEADERS[2]),
         ])
         .expose_headers([REQUEST_ID])
         .max_age(std::time::Duration::from_secs(600))

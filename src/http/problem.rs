@@ -14,6 +14,7 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
     pub const BATCHING_NOT_SUPPORTED: &str = "BATCHING_NOT_SUPPORTED";
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const CSRF_PREVENTED: &str = "CSRF_PREVENTED";
 }
 
 pub struct Problem {

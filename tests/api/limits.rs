@@ -115,8 +115,7 @@ async fn each_limit_has_its_code_limit_and_measured_value() {
 async fn limits_apply_to_get_requests_too() {
     let app = TestApp::spawn_with(|c| c.limits.max_depth = 3).await;
     let response = app
-        .client
-        .get(app.graphql_url())
+        .get_graphql()
         .query(&[("query", nested(4))])
         .send()
         .await
@@ -179,8 +178,7 @@ async fn variables_are_bounded_in_size_and_nesting_on_post_and_get() {
         )
         .await;
         let get = Reply::from(
-            app.client
-                .get(app.graphql_url())
+            app.get_graphql()
                 .query(&[("query", query), ("variables", &variables.to_string())])
                 .send()
                 .await
