@@ -5,6 +5,7 @@ mod cli;
 mod federation;
 mod graph;
 mod helpers;
+mod hostile;
 mod http;
 mod limits;
 mod manifests;
