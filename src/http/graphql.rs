@@ -266,8 +266,9 @@ fn csrf_prevented() -> Problem {
 }
 
 async fn read_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Params, Problem> {
-    // Only JSON bodies: a form-encoded or text/plain POST is a "simple"
-    // request a foreign page can send without a CORS preflight (CSRF).
+    // Only JSON bodies, CSRF header or not: a form or text body is no
+    // request format of GraphQL over HTTP, and refusing it keeps a forged
+    // form harmless even with CSRF prevention turned off.
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
