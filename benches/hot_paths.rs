@@ -1,6 +1,7 @@
 //! Micro-benchmarks of work every request does before execution: parsing a
-//! document and measuring it against the limits, counting its tokens, and the
-//! same for a hostile "fragment bomb" that must be refused cheaply.
+//! document and measuring it against the limits, counting its tokens,
+//! estimating its cost, and the same for a hostile "fragment bomb" that must
+//! be refused cheaply.
 //!
 //! `cargo bench --bench hot_paths` prints the figures.
 
@@ -50,5 +51,20 @@ fn limits(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, limits);
+fn cost(c: &mut Criterion) {
+    let model = commerce_graph::graph::cost_model();
+    let variables = async_graphql::Variables::from_json(serde_json::json!({ "id": "1" }));
+    for (name, query) in [
+        ("W1", W1.to_string()),
+        ("W2", W2.to_string()),
+        ("bomb-30", fragment_bomb(30)),
+    ] {
+        let document = async_graphql::parser::parse_query(&query).expect("parses");
+        c.bench_function(&format!("cost {name}"), |b| {
+            b.iter(|| black_box(model.measure(black_box(&document), None, &variables).cost))
+        });
+    }
+}
+
+criterion_group!(benches, limits, cost);
 criterion_main!(benches);

@@ -1,13 +1,15 @@
-//! The command line: `serve`, `migrate`, `seed`, `schema`, `token`.
+//! The command line: `serve`, `migrate`, `seed`, `schema`, `token`, `persisted`.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LogFormat, Settings};
-use crate::store::{redact_url, seed, Store};
+use crate::persisted::{manifest, ImportError, PersistedQueryRegistry};
+use crate::store::{redact_url, seed, PersistedDocumentRow, Store};
 use crate::{graph, server};
 
 #[derive(Parser, Debug)]
@@ -50,6 +52,36 @@ pub enum Command {
         #[arg(long, default_value = "24h", value_parser = parse_ttl)]
         ttl: Duration,
     },
+    /// Manage the registry of persisted documents production clients may send.
+    Persisted {
+        #[command(subcommand)]
+        command: PersistedCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PersistedCommand {
+    /// Register every document of a manifest (Apollo's persisted-query
+    /// manifest or Relay's persisted-queries.json), or none if any is invalid.
+    Import {
+        /// The manifest file (`-` for standard input).
+        file: PathBuf,
+        /// Only requests with this `apollographql-client-name` may use them.
+        #[arg(long)]
+        client: Option<String>,
+    },
+    /// Print the registered documents: id, client, type, name, cost.
+    List {
+        /// Print them as JSON, bodies included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a document (for every client, or for one).
+    Remove {
+        id: String,
+        #[arg(long)]
+        client: Option<String>,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -73,7 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schema => {
             print!(
                 "{}",
-                graph::subgraph_sdl(&graph::build_schema(config.limits))
+                graph::subgraph_sdl(&graph::build_schema(config.limits, config.posture))
             );
             Ok(())
         }
@@ -95,7 +127,102 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", keys.mint(customer, admin, ttl));
             Ok(())
         }
+        Command::Persisted { command } => persisted(&config, command).await,
     }
+}
+
+async fn persisted(config: &Config, command: PersistedCommand) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    store.migrate().await.context("migrating the database")?;
+    let schema = graph::build_schema(config.limits, config.posture);
+    let registry = PersistedQueryRegistry::new(store, schema, config.limits);
+    match command {
+        PersistedCommand::Import { file, client } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let documents = manifest::parse(&text)
+                .with_context(|| format!("reading the manifest {}", file.display()))?;
+            match registry.import(&documents, client.as_deref()).await {
+                Ok(registered) => {
+                    for row in &registered {
+                        eprintln!(
+                            "registered {} {} (cost {})",
+                            row.id,
+                            row.name.as_deref().unwrap_or("(unnamed)"),
+                            row.cost
+                        );
+                    }
+                    eprintln!("{} document(s) registered", registered.len());
+                    Ok(())
+                }
+                Err(ImportError::Invalid(rejected)) => {
+                    for r in &rejected {
+                        eprintln!(
+                            "invalid: {} {}: {}",
+                            r.id,
+                            r.name.as_deref().unwrap_or("(unnamed)"),
+                            r.reason
+                        );
+                    }
+                    bail!(
+                        "{} of {} document(s) are invalid; nothing was registered",
+                        rejected.len(),
+                        documents.len()
+                    )
+                }
+                Err(ImportError::Store(e)) => Err(e).context("registering the documents"),
+            }
+        }
+        PersistedCommand::List { json } => {
+            let rows = registry.list().await.context("listing the registry")?;
+            if json {
+                let rows: Vec<serde_json::Value> = rows.iter().map(document_json).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for row in rows {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        row.id,
+                        if row.client.is_empty() {
+                            "*"
+                        } else {
+                            &row.client
+                        },
+                        row.operation_type,
+                        row.name.as_deref().unwrap_or("-"),
+                        row.cost
+                    );
+                }
+            }
+            Ok(())
+        }
+        PersistedCommand::Remove { id, client } => {
+            let removed = registry.remove(&id, client.as_deref()).await?;
+            if removed == 0 {
+                bail!("no registered document has the id {id:?}");
+            }
+            eprintln!("removed {id} ({removed} registration(s))");
+            Ok(())
+        }
+    }
+}
+
+/// A registered document as the CLI and the admin endpoint print it.
+pub fn document_json(row: &PersistedDocumentRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": row.id,
+        "client": if row.client.is_empty() { None } else { Some(&row.client) },
+        "sha256": row.sha256,
+        "name": row.name,
+        "type": row.operation_type,
+        "body": row.body,
+        "cost": row.cost,
+        "registeredAt": row.registered_at,
+    })
 }
 
 pub(crate) async fn open(config: &Config) -> anyhow::Result<Store> {
@@ -119,25 +246,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 3600, 90s, 30m, 12h or 7d"))?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
-    };
-    if number == 0 {
-        return Err("a token must live longer than 0 seconds".into());
-    }
-    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+    crate::config::parse_duration(text).map_err(|e| format!("a token's lifetime: {e}"))
 }
 
 #[cfg(test)]

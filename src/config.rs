@@ -5,12 +5,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
-use crate::limits::{Limits, VariablesLimits};
+use crate::graph::{Introspection, Posture};
+use crate::limits::{Limit, LimitSet, Limits, MOST_VARIABLES_DEPTH};
+use crate::persisted::PersistedMode;
 
 /// The JWT secret used when none is configured, in development only.
 pub const DEVELOPMENT_JWT_SECRET: &str = "commerce-graph-development-secret-not-for-production";
@@ -119,6 +122,18 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_GRAPHIQL")]
     pub graphiql: Option<bool>,
 
+    /// Which documents run: off, apq (any document, APQ and registered ids),
+    /// audit (as apq, logging what is not registered) or safelist
+    /// (registered documents only) [default: apq in development, safelist in
+    /// production].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_PERSISTED_QUERIES")]
+    pub persisted_queries: Option<PersistedMode>,
+
+    /// Longest `max-age` any response may carry, in seconds, whatever its
+    /// fields' hints say [default: none].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_CACHE_AGE")]
+    pub max_cache_age: Option<u32>,
+
     /// Seed the demo data into an empty database when serving
     /// [default: on in development].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_SEED_ON_START")]
@@ -174,6 +189,42 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_CSRF_PREVENTION")]
     pub csrf_prevention: Option<bool>,
 
+    /// Most points of estimated cost an operation may have (a list costs its
+    /// page size times its elements) [default: 5000].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_COST")]
+    pub max_cost: Option<u64>,
+
+    /// Deepest nesting of list fields inside introspection [default: 3].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_INTROSPECTION_DEPTH")]
+    pub max_introspection_depth: Option<usize>,
+
+    /// Limits that only measure (log and count, never refuse), comma-separated:
+    /// depth, fields, aliases, root-fields, directives, document-bytes, tokens,
+    /// introspection-depth, page-size, cost, variables-bytes, variables-depth,
+    /// or all [default: none].
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_LIMITS_MEASURE_ONLY",
+        value_delimiter = ','
+    )]
+    pub limits_measure_only: Option<Vec<String>>,
+
+    /// Who may introspect the schema: on, authenticated or off
+    /// [default: on in development, authenticated in production].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_INTROSPECTION")]
+    pub introspection: Option<Introspection>,
+
+    /// "Did you mean …?" suggestions in validation errors
+    /// [default: on in development, off in production].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_SUGGESTIONS")]
+    pub suggestions: Option<bool>,
+
+    /// Longest a request may run before it is cancelled, e.g. 10s or 500ms
+    /// [default: 10s].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_REQUEST_TIMEOUT", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+
     /// Shared secret the federation router sends in `x-router-secret`; when
     /// set, `_entities` and `_service` are refused without it.
     #[arg(
@@ -204,6 +255,8 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     cors_origins: Option<Vec<String>>,
     graphiql: Option<bool>,
+    persisted_queries: Option<PersistedMode>,
+    max_cache_age: Option<u32>,
     seed_on_start: Option<bool>,
     log_format: Option<LogFormat>,
     expose_sql_statements: Option<bool>,
@@ -218,6 +271,12 @@ struct FileSettings {
     max_variables_bytes: Option<usize>,
     max_variables_depth: Option<usize>,
     csrf_prevention: Option<bool>,
+    max_cost: Option<u64>,
+    max_introspection_depth: Option<usize>,
+    limits_measure_only: Option<Vec<String>>,
+    introspection: Option<Introspection>,
+    suggestions: Option<bool>,
+    request_timeout: Option<String>,
 }
 
 /// The resolved configuration.
@@ -236,15 +295,19 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
     pub graphiql: bool,
+    /// Which documents run (see [`PersistedMode`]).
+    pub persisted_queries: PersistedMode,
+    /// Caps every response's `max-age` (seconds).
+    pub max_cache_age: Option<u32>,
     pub seed_on_start: bool,
     pub log_format: LogFormat,
     pub expose_sql_statements: bool,
     /// The secret the router must send for `_entities` and `_service`.
     pub router_secret: Option<String>,
-    /// Limits on a query's shape.
+    /// Limits on a query's shape and cost.
     pub limits: Limits,
-    /// Limits on a request's `variables`.
-    pub variables_limits: VariablesLimits,
+    /// What the schema tells about itself, and the request deadline.
+    pub posture: Posture,
     /// Refuse requests a foreign web page could send without a CORS
     /// preflight (see `http::graphql`).
     pub csrf_prevention: bool,
@@ -285,25 +348,6 @@ impl Config {
                 bail!("the JWT secret must be at least 16 bytes long");
             }
         }
-        let variables_limits = {
-            let defaults = VariablesLimits::default();
-            VariablesLimits {
-                max_bytes: settings
-                    .max_variables_bytes
-                    .or(file.max_variables_bytes)
-                    .unwrap_or(defaults.max_bytes),
-                max_depth: settings
-                    .max_variables_depth
-                    .or(file.max_variables_depth)
-                    .unwrap_or(defaults.max_depth),
-            }
-        };
-        if variables_limits.max_depth > VariablesLimits::MOST_DEPTH {
-            bail!(
-                "max_variables_depth is at most {} (the JSON parser refuses deeper nesting)",
-                VariablesLimits::MOST_DEPTH
-            );
-        }
         let jwt_public_key = settings.jwt_public_key.clone().or(file.jwt_public_key);
         let jwt_jwks_file = settings.jwt_jwks_file.clone().or(file.jwt_jwks_file);
         let has_public_keys = jwt_public_key.is_some() || jwt_jwks_file.is_some();
@@ -313,7 +357,46 @@ impl Config {
                  --jwt-secret), a public key (--jwt-public-key) or a JWKS file (--jwt-jwks-file)"
             );
         }
+        let max_variables_depth = settings
+            .max_variables_depth
+            .or(file.max_variables_depth)
+            .unwrap_or(Limits::default().max_variables_depth);
+        if max_variables_depth > MOST_VARIABLES_DEPTH {
+            bail!(
+                "max_variables_depth is at most {MOST_VARIABLES_DEPTH} \
+                 (the JSON parser refuses deeper nesting)"
+            );
+        }
+        let request_timeout = match (settings.request_timeout, &file.request_timeout) {
+            (Some(timeout), _) => Some(timeout),
+            (None, Some(text)) => {
+                Some(parse_duration(text).map_err(|e| anyhow::anyhow!("request_timeout: {e}"))?)
+            }
+            (None, None) => None,
+        };
+        let measure_only = parse_limit_names(
+            settings
+                .limits_measure_only
+                .as_deref()
+                .or(file.limits_measure_only.as_deref())
+                .unwrap_or_default(),
+        )?;
+        let posture = Posture {
+            introspection: settings.introspection.or(file.introspection).unwrap_or(
+                if development {
+                    Introspection::On
+                } else {
+                    Introspection::Authenticated
+                },
+            ),
+            suggestions: settings
+                .suggestions
+                .or(file.suggestions)
+                .unwrap_or(development),
+            request_timeout: request_timeout.unwrap_or(Posture::default().request_timeout),
+        };
         Ok(Config {
+            posture,
             listen: settings
                 .listen
                 .or(file.listen)
@@ -347,6 +430,15 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .collect(),
             graphiql: settings.graphiql.or(file.graphiql).unwrap_or(development),
+            max_cache_age: settings.max_cache_age.or(file.max_cache_age),
+            persisted_queries: settings
+                .persisted_queries
+                .or(file.persisted_queries)
+                .unwrap_or(if development {
+                    PersistedMode::Apq
+                } else {
+                    PersistedMode::Safelist
+                }),
             seed_on_start: settings
                 .seed_on_start
                 .or(file.seed_on_start)
@@ -363,6 +455,15 @@ impl Config {
             limits: {
                 let defaults = Limits::default();
                 Limits {
+                    max_cost: settings
+                        .max_cost
+                        .or(file.max_cost)
+                        .unwrap_or(defaults.max_cost),
+                    max_introspection_depth: settings
+                        .max_introspection_depth
+                        .or(file.max_introspection_depth)
+                        .unwrap_or(defaults.max_introspection_depth),
+                    measure_only,
                     max_depth: settings
                         .max_depth
                         .or(file.max_depth)
@@ -391,9 +492,13 @@ impl Config {
                         .max_tokens
                         .or(file.max_tokens)
                         .unwrap_or(defaults.max_tokens),
+                    max_variables_bytes: settings
+                        .max_variables_bytes
+                        .or(file.max_variables_bytes)
+                        .unwrap_or(defaults.max_variables_bytes),
+                    max_variables_depth,
                 }
             },
-            variables_limits,
             csrf_prevention: settings
                 .csrf_prevention
                 .or(file.csrf_prevention)
@@ -404,6 +509,54 @@ impl Config {
                 .unwrap_or(development),
         })
     }
+}
+
+/// Reads `depth,cost` (or `all`) into a set of limits.
+fn parse_limit_names(names: &[String]) -> anyhow::Result<LimitSet> {
+    let mut set = LimitSet::default();
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if name == "all" {
+            return Ok(LimitSet::all());
+        }
+        let Some(limit) = Limit::parse(name) else {
+            let known: Vec<&str> = Limit::ALL
+                .iter()
+                .filter(|l| l.can_measure_only())
+                .map(|l| l.name())
+                .collect();
+            bail!(
+                "unknown limit {name:?} in limits_measure_only: use {} or all",
+                known.join(", ")
+            );
+        };
+        set.insert(limit);
+    }
+    Ok(set)
+}
+
+/// Reads a duration written like people write them: `500ms`, `10s`, `30m`,
+/// `12h`, `7d`, or a bare number of seconds. Zero is not a duration here.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 90s, 30m, 12h or 7d"))?;
+    let millis = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        unit => return Err(format!("unknown unit {unit:?}: use ms, s, m, h or d")),
+    };
+    if number == 0 {
+        return Err("the duration must be longer than 0".into());
+    }
+    Ok(Duration::from_millis(number.saturating_mul(millis)))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -417,6 +570,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn durations_and_measure_only_limits_read_like_people_write_them() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0s").is_err() && parse_duration("fast").is_err());
+        let settings = Settings {
+            limits_measure_only: Some(vec!["depth".into(), " cost".into()]),
+            ..Default::default()
+        };
+        let set = Config::resolve(&settings).unwrap().limits.measure_only;
+        assert!(set.contains(Limit::Depth) && set.contains(Limit::Cost));
+        assert!(!set.contains(Limit::Aliases));
+        let settings = Settings {
+            limits_measure_only: Some(vec!["detph".into()]),
+            ..Default::default()
+        };
+        let error = Config::resolve(&settings).unwrap_err().to_string();
+        assert!(error.contains("detph"), "{error}");
+    }
+
+    #[test]
     fn defaults_run_on_a_laptop() {
         let config = Config::resolve(&Settings::default()).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:4000");
@@ -425,7 +599,7 @@ mod tests {
         assert!(config.graphiql && config.seed_on_start && config.jwt_secret_is_default);
         assert!(config.cors_origins.is_empty());
         assert!(config.csrf_prevention);
-        assert_eq!(config.variables_limits, VariablesLimits::default());
+        assert_eq!(config.limits, Limits::default());
     }
 
     #[test]
@@ -437,11 +611,23 @@ mod tests {
             ..Default::default()
         };
         let config = Config::resolve(&settings).unwrap();
-        assert_eq!(config.variables_limits.max_bytes, 1_000);
-        assert_eq!(config.variables_limits.max_depth, 4);
+        assert_eq!(config.limits.max_variables_bytes, 1_000);
+        assert_eq!(config.limits.max_variables_depth, 4);
         assert!(!config.csrf_prevention);
         let settings = Settings {
-            max_variables_depth: Some(VariablesLimits::MOST_DEPTH + 1),
+            max_variables_depth: Some(MOST_VARIABLES_DEPTH + 1),
+            ..Default::default()
+        };
+        assert!(Config::resolve(&settings).is_err());
+        let settings = Settings {
+            limits_measure_only: Some(vec!["variables-bytes".into(), "variables-depth".into()]),
+            ..Default::default()
+        };
+        let set = Config::resolve(&settings).unwrap().limits.measure_only;
+        assert!(set.contains(Limit::VariablesBytes) && set.contains(Limit::VariablesDepth));
+        // The nesting guard protects the stack: it always refuses.
+        let settings = Settings {
+            limits_measure_only: Some(vec!["document-nesting".into()]),
             ..Default::default()
         };
         assert!(Config::resolve(&settings).is_err());
@@ -481,7 +667,10 @@ mod tests {
         };
         let config = Config::resolve(&settings).unwrap();
         assert!(!config.graphiql && !config.seed_on_start);
+        assert_eq!(config.persisted_queries, PersistedMode::Safelist);
         assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.posture.introspection, Introspection::Authenticated);
+        assert!(!config.posture.suggestions);
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");

@@ -9,5 +9,6 @@ pub mod config;
 pub mod graph;
 pub mod http;
 pub mod limits;
+pub mod persisted;
 pub mod server;
 pub mod store;

@@ -17,15 +17,12 @@ use super::loader::{
 };
 use super::pagination::{
     decode_cursor, decode_id_cursor, encode_cursor, encode_id_cursor, page_size, parse_id,
-    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+    DEFAULT_PAGE_SIZE, MAX_IMAGES, MAX_PAGE_SIZE,
 };
 use crate::store::{
     self, CategoryRow, ImageRow, InventoryRow, ProductPage, ProductRow, ReviewRow, ReviewStatsRow,
     SortValue,
 };
-
-/// At most this many images per product in one request.
-const MAX_IMAGES: i64 = 20;
 
 // ---- money and timestamps ---------------------------------------------------
 

@@ -23,11 +23,59 @@ use async_graphql::extensions::{
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
-    Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
+    IntrospectionMode, Request, Response, ServerError, ServerResult, ValidationResult, Value,
+    Variables,
 };
 
+use super::cache_policy::{self, Policy};
 use super::error::code;
-use crate::limits::{Exceeded, Limits};
+use super::{PolicySlot, RequestCost};
+use crate::limits::cost::CostModel;
+use crate::limits::{uses_introspection, Exceeded, Limits};
+
+/// What the document measured, handed from `prepare_request` to `execute`.
+#[derive(Clone, Copy)]
+struct Measured {
+    cost: u64,
+    /// How long the answer may be cached, from the fields selected.
+    policy: Policy,
+    limit: u64,
+    /// The client asked for the cost in the response.
+    report: bool,
+}
+
+/// The error of an introspection query from a caller who may not introspect.
+pub const INTROSPECTION_DISABLED: &str = "INTROSPECTION_DISABLED";
+
+/// The request extension a client sets (`"extensions": {"cost": true}`) to
+/// get the estimated cost of its operation back in the response's
+/// `extensions.cost`, as Shopify's API reports it.
+const COST_EXTENSION: &str = "cost";
+
+/// Request data of a registered persisted document: it was checked against
+/// the limits when it was registered, so the checks of its text and shape
+/// are skipped (the cost is still measured, with the request's variables).
+#[derive(Clone, Copy, Debug)]
+pub struct Vetted {
+    /// Its worst-case cost, from registration.
+    pub cost: u64,
+}
+
+/// Request data of a document whose text the HTTP layer already checked
+/// against the limits (a GET, parsed early to refuse mutations): the text is
+/// not checked again, so a measure-only limit logs and counts it once.
+#[derive(Clone, Copy, Debug)]
+pub struct TextChecked;
+
+/// Request data that makes a request stop after validation: how a document
+/// is checked against the schema without running it (persisted-document
+/// registration). A valid document ends with the one error [`VALIDATED`].
+#[derive(Clone, Copy)]
+pub struct ValidateOnly;
+
+/// The code of the error that ends a [`ValidateOnly`] request whose document
+/// is valid. Never sent to clients.
+pub const VALIDATED: &str = "VALIDATED";
 
 pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
@@ -63,8 +111,8 @@ fn limit_error(exceeded: Exceeded) -> ServerError {
     let mut error = ServerError::new(exceeded.message(), None);
     let extensions = error.extensions.get_or_insert_with(Default::default);
     extensions.set("code", exceeded.code);
-    extensions.set("limit", exceeded.limit as u64);
-    extensions.set("measured", exceeded.measured as u64);
+    extensions.set("limit", exceeded.limit);
+    extensions.set("measured", exceeded.measured);
     error
 }
 
@@ -138,12 +186,53 @@ impl Extension for Conventions {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         if let Ok(limits) = ctx.data::<Limits>() {
-            limits.check_text(&request.query).map_err(limit_error)?;
+            let vetted = request
+                .data
+                .get(&std::any::TypeId::of::<Vetted>())
+                .is_some();
+            let text_checked = request
+                .data
+                .get(&std::any::TypeId::of::<TextChecked>())
+                .is_some();
+            if !vetted && !text_checked {
+                limits.check_text(&request.query).map_err(limit_error)?;
+            }
+            let introspection_disabled = request.introspection_mode == IntrospectionMode::Disabled;
+            let operation_name = request.operation_name.clone();
+            let variables = std::mem::take(&mut request.variables);
             let document = request.parsed_query().map_err(|mut e| {
                 with_code(&mut e, GRAPHQL_PARSE_FAILED);
                 e
             })?;
-            limits.check_document(document).map_err(limit_error)?;
+            if !vetted {
+                limits.check_document(document).map_err(limit_error)?;
+            }
+            if introspection_disabled && uses_introspection(document) {
+                let mut error = ServerError::new(
+                    "introspection is not available to this caller; \
+                     the schema is published to authenticated clients",
+                    None,
+                );
+                with_code(&mut error, INTROSPECTION_DISABLED);
+                return Err(error);
+            }
+            if let Ok(model) = ctx.data::<CostModel>() {
+                let inspection = limits
+                    .check_cost(model, document, operation_name.as_deref(), &variables)
+                    .map_err(limit_error)?;
+                let policy = cache_policy::policy(model, document, operation_name.as_deref());
+                let report = request
+                    .extensions
+                    .get(COST_EXTENSION)
+                    .is_some_and(|v| *v == Value::Boolean(true));
+                request.data.insert(Measured {
+                    cost: inspection.cost,
+                    policy,
+                    limit: limits.max_cost,
+                    report,
+                });
+            }
+            request.variables = variables;
         }
         next.run(ctx, request).await
     }
@@ -166,12 +255,18 @@ impl Extension for Conventions {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|mut errors| {
+        let result = next.run(ctx).await.map_err(|mut errors| {
             for e in &mut errors {
                 with_code(e, GRAPHQL_VALIDATION_FAILED);
             }
             errors
-        })
+        })?;
+        if ctx.data_opt::<ValidateOnly>().is_some() {
+            let mut stop = ServerError::new("valid", None);
+            with_code(&mut stop, VALIDATED);
+            return Err(vec![stop]);
+        }
+        Ok(result)
     }
 
     async fn execute(
@@ -183,6 +278,23 @@ impl Extension for Conventions {
         if let Ok(started) = ctx.data::<ExecutionStarted>() {
             started.0.store(true, Ordering::Relaxed);
         }
-        next.run(ctx, operation_name).await
+        let measured = ctx.data_opt::<Measured>().copied();
+        if let (Some(measured), Some(cost)) = (measured, ctx.data_opt::<RequestCost>()) {
+            cost.set(measured.cost);
+        }
+        if let (Some(measured), Some(slot)) = (measured, ctx.data_opt::<PolicySlot>()) {
+            slot.set(measured.policy);
+        }
+        let mut response = next.run(ctx, operation_name).await;
+        if let Some(measured) = measured.filter(|m| m.report) {
+            response.extensions.insert(
+                COST_EXTENSION.to_string(),
+                async_graphql::value!({
+                    "requestedQueryCost": measured.cost,
+                    "maximumQueryCost": measured.limit,
+                }),
+            );
+        }
+        response
     }
 }

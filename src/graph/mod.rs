@@ -2,23 +2,33 @@
 //! merged into one Query; federation v2 entities; error codes for every error.
 
 mod batching;
+pub mod cache_policy;
 pub mod catalog;
 mod conventions;
 pub mod customers;
+mod demand;
 mod error;
 mod federation;
 mod loader;
 pub mod orders;
 mod pagination;
 
-use async_graphql::{EmptySubscription, MergedObject, Request, Response, SDLExportOptions, Schema};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::{
+    EmptySubscription, IntrospectionMode, MergedObject, Request, Response, SDLExportOptions,
+    Schema, ServerError, Value,
+};
 use batching::{RequestActivity, Tracked};
 
-pub use conventions::{ExecutionStarted, RouterAccess};
+pub use conventions::{ExecutionStarted, RouterAccess, TextChecked, Vetted};
 pub use error::{code, ApiError};
 pub use loader::{request_loader, RequestLoader};
 
 use crate::auth::Viewer;
+use crate::limits::cost::CostModel;
 use crate::limits::Limits;
 use crate::store::Store;
 
@@ -34,12 +44,61 @@ pub struct Mutation(orders::OrderMutation, catalog::CatalogMutation);
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
-pub fn build_schema(limits: Limits) -> AppSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+/// Who may introspect the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Introspection {
+    /// Everyone (development).
+    On,
+    /// Callers with a valid token only (production): anonymous probing
+    /// cannot recover the schema.
+    Authenticated,
+    /// Nobody (`_service { sdl }` still answers the router).
+    Off,
+}
+
+/// How much the schema tells about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Posture {
+    pub introspection: Introspection,
+    /// "Did you mean …?" in validation errors.
+    pub suggestions: bool,
+    /// A request running longer is cancelled (its futures, and with them its
+    /// database work, are dropped) and answered with `REQUEST_TIMEOUT`.
+    pub request_timeout: Duration,
+}
+
+impl Default for Posture {
+    fn default() -> Self {
+        Posture {
+            introspection: Introspection::On,
+            suggestions: true,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription).enable_federation()
+}
+
+/// The costs of this schema's fields (see [`demand`]).
+pub fn cost_model() -> CostModel {
+    let sdl = schema_builder().finish().sdl();
+    // The rules table is checked against the schema by a test; a mismatch
+    // here is a programming error caught before any release.
+    CostModel::new(&sdl, demand::RULES).unwrap_or_else(|e| panic!("the cost rules: {e}"))
+}
+
+pub fn build_schema(limits: Limits, posture: Posture) -> AppSchema {
+    let mut builder = schema_builder()
         .data(limits)
-        .enable_federation()
-        .extension(conventions::Conventions)
-        .finish()
+        .data(cost_model())
+        .extension(conventions::Conventions);
+    if !posture.suggestions {
+        builder = builder.disable_suggestions();
+    }
+    builder.finish()
 }
 
 /// The subgraph SDL (`_service { sdl }`, `schema/schema.graphql`): Federation v2
@@ -49,41 +108,152 @@ pub fn subgraph_sdl(schema: &AppSchema) -> String {
     format!("{}\n", federation::complete_sdl(&sdl).trim_end())
 }
 
+/// Checks `body` against the schema (parse and validation, with the limits)
+/// without running it. The errors are the ones a client would get.
+pub async fn validate(schema: &AppSchema, body: &str) -> Result<(), Vec<ServerError>> {
+    let response = schema
+        .execute(Request::new(body).data(conventions::ValidateOnly))
+        .await;
+    let valid = response.errors.len() == 1
+        && response.errors[0]
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            == Some(&Value::from(conventions::VALIDATED));
+    if valid {
+        Ok(())
+    } else {
+        Err(response.errors)
+    }
+}
+
+/// The estimated cost of a request's operation, once its document was
+/// measured.
+#[derive(Clone, Default)]
+pub struct RequestCost(Arc<AtomicU64>);
+
+impl RequestCost {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, cost: u64) {
+        self.0.store(cost, Ordering::Relaxed);
+    }
+}
+
+/// The cache policy of a request's document, once it was measured.
+#[derive(Clone, Default)]
+pub struct PolicySlot(Arc<std::sync::Mutex<Option<cache_policy::Policy>>>);
+
+impl PolicySlot {
+    /// `None` when the document never got as far as being measured.
+    pub fn get(&self) -> Option<cache_policy::Policy> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, policy: cache_policy::Policy) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(policy);
+    }
+}
+
 /// What one request's execution owns: its store handle (and statement
-/// counter), whether execution started, and its batching activity.
+/// counter), whether execution started, its cost, and its batching activity.
 pub struct RequestScope {
     pub store: Store,
     pub started: ExecutionStarted,
+    pub cost: RequestCost,
+    pub cache_policy: PolicySlot,
     activity: RequestActivity,
+    timeout: Duration,
+    timed_out: std::sync::atomic::AtomicBool,
 }
+
+/// The error of a request cancelled at its deadline.
+pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
 
 impl RequestScope {
     /// Attaches what a request's resolvers need: who is asking, and a fresh
     /// DataLoader over a store handle whose statement counter is the request's.
     pub fn new(
-        request: Request,
+        mut request: Request,
         store: &Store,
         viewer: Viewer,
         router: RouterAccess,
+        posture: &Posture,
     ) -> (Request, RequestScope) {
         let scope = RequestScope {
             store: store.scoped(),
             started: ExecutionStarted::default(),
+            cost: RequestCost::default(),
+            cache_policy: PolicySlot::default(),
             activity: RequestActivity::default(),
+            timeout: posture.request_timeout,
+            timed_out: Default::default(),
         };
+        let introspection = match posture.introspection {
+            Introspection::On => true,
+            Introspection::Authenticated => viewer.is_authenticated(),
+            Introspection::Off => false,
+        };
+        if !introspection {
+            request.introspection_mode = IntrospectionMode::Disabled;
+        }
         let request = request
             .data(viewer)
             .data(router)
             .data(request_loader(scope.store.clone(), scope.activity.clone()))
-            .data(scope.started.clone());
+            .data(scope.started.clone())
+            .data(scope.cost.clone())
+            .data(scope.cache_policy.clone());
         (request, scope)
     }
 
     /// Runs the request, tracking its activity so loader batches go out when
-    /// it is idle, and gives every error a code.
+    /// it is idle, and gives every error a code. Past the deadline the
+    /// execution is dropped, which cancels its pending statements.
     pub async fn execute(&self, schema: &AppSchema, request: Request) -> Response {
-        let mut response = Tracked::new(schema.execute(request), self.activity.clone()).await;
+        let run = Tracked::new(schema.execute(request), self.activity.clone());
+        let mut response = match tokio::time::timeout(self.timeout, run).await {
+            Ok(response) => response,
+            Err(_) => {
+                self.timed_out.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    timeout_ms = self.timeout.as_millis() as u64,
+                    "request cancelled at its deadline"
+                );
+                let mut error = ServerError::new(
+                    format!(
+                        "the request ran longer than the server's {} ms limit and was cancelled",
+                        self.timeout.as_millis()
+                    ),
+                    None,
+                );
+                error
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .set("code", REQUEST_TIMEOUT);
+                Response::from_errors(vec![error])
+            }
+        };
         self.started.assign_missing_codes(&mut response);
         response
+    }
+
+    /// Whether the request was cancelled at its deadline.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_list_field_has_a_cost_rule() {
+        // `cost_model` fails on rules naming fields the schema lacks; a list
+        // without a rule would be costed at a guessed size.
+        assert_eq!(cost_model().undescribed_lists(), Vec::<String>::new());
     }
 }

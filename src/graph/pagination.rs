@@ -16,6 +16,8 @@ use super::error::ApiError;
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
 /// The largest `first` a connection accepts.
 pub const MAX_PAGE_SIZE: i64 = 100;
+/// At most this many images per product in one request.
+pub const MAX_IMAGES: i64 = 20;
 
 /// Checks a page size argument: `0..=max`, anything else is an error.
 pub fn page_size(argument: &'static str, first: i32, max: i64) -> Result<i64, ApiError> {

@@ -24,7 +24,7 @@ use super::problem::{codes, Problem};
 use super::{graphiql, AppState, REQUEST_ID};
 use crate::auth::Viewer;
 use crate::graph::{self, RouterAccess};
-use crate::limits::VariablesLimits;
+use crate::persisted;
 
 /// The header the federation router sends the shared secret in.
 const ROUTER_SECRET: &str = "x-router-secret";
@@ -46,15 +46,6 @@ impl MediaType {
         match self {
             MediaType::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
             MediaType::Json => JSON,
-        }
-    }
-
-    /// What a request error (parse, validation, a limit) answers with: 400
-    /// under `application/graphql-response+json`, 200 for legacy clients.
-    fn request_error_status(self) -> StatusCode {
-        match self {
-            MediaType::GraphqlResponse => StatusCode::BAD_REQUEST,
-            MediaType::Json => StatusCode::OK,
         }
     }
 
@@ -137,6 +128,11 @@ struct Params {
     operation_name: Option<String>,
     variables: Option<Box<RawValue>>,
     extensions: Option<Box<RawValue>>,
+    /// A persisted document's id (the GraphQL-over-HTTP proposal).
+    #[serde(rename = "documentId")]
+    document_id: Option<String>,
+    /// A persisted document's id (Relay).
+    doc_id: Option<String>,
 }
 
 /// Headers a browser sends cross-origin only after a CORS preflight, which
@@ -366,6 +362,8 @@ fn read_get(raw: &str) -> Result<Params, Problem> {
     let mut operation_name = None;
     let mut variables = None;
     let mut extensions = None;
+    let mut document_id = None;
+    let mut doc_id = None;
     for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = percent_decode(key)
@@ -375,6 +373,8 @@ fn read_get(raw: &str) -> Result<Params, Problem> {
             "operationName" => &mut operation_name,
             "variables" => &mut variables,
             "extensions" => &mut extensions,
+            "documentId" => &mut document_id,
+            "doc_id" => &mut doc_id,
             _ => continue,
         };
         if slot.is_some() {
@@ -400,6 +400,8 @@ fn read_get(raw: &str) -> Result<Params, Problem> {
         operation_name,
         variables: json("variables", variables)?,
         extensions: json("extensions", extensions)?,
+        document_id,
+        doc_id,
     })
 }
 
@@ -434,6 +436,85 @@ fn percent_decode(component: &str) -> Option<String> {
         }
     }
     String::from_utf8(decoded).ok()
+}
+
+/// The header a client names itself in (Apollo's convention); registered
+/// documents may be scoped to one client.
+const CLIENT_NAME: &str = "apollographql-client-name";
+
+/// The document the request runs: its `query`, or the persisted document its
+/// APQ hash, `documentId` or `doc_id` names, under the configured mode.
+/// Refusals are never cached (`no-store`): the same id may work once the
+/// client sends the body, or once the document is registered.
+async fn resolve_document(
+    app: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    extensions: Option<&JsonObject>,
+) -> Result<persisted::Resolved, Problem> {
+    let bad = |message: &str| Problem::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
+    let apq =
+        match extensions.and_then(|e| e.get("persistedQuery")) {
+            None => None,
+            Some(persisted) => {
+                let version = persisted.get("version").and_then(|v| v.as_i64());
+                let hash = persisted.get("sha256Hash").and_then(|v| v.as_str());
+                match (version, hash) {
+                    (Some(version), Some(hash)) => Some((version, hash.to_string())),
+                    _ => return Err(bad(
+                        "`extensions.persistedQuery` needs a numeric `version` and a `sha256Hash`",
+                    )
+                    .no_store()),
+                }
+            }
+        };
+    let document_id = match (&params.document_id, &params.doc_id) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(bad("`documentId` and `doc_id` name different documents").no_store())
+        }
+        (a, b) => a.clone().or_else(|| b.clone()),
+    };
+    let reference = persisted::DocumentRef { apq, document_id };
+    let client = headers
+        .get(CLIENT_NAME)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let query = params.query.clone().filter(|q| !q.trim().is_empty());
+    match persisted::resolve(
+        &app.registry,
+        app.config.persisted_queries,
+        query,
+        &reference,
+        client,
+    )
+    .await
+    {
+        Ok(resolved) => Ok(resolved),
+        Err(persisted::Resolution::Refused(refused))
+            if refused.code == persisted::code::BAD_REQUEST =>
+        {
+            // Not a well-formed GraphQL-over-HTTP request at all.
+            Err(
+                Problem::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, refused.message)
+                    .no_store(),
+            )
+        }
+        Err(persisted::Resolution::Refused(refused)) => {
+            // A request error, like a document that does not validate: 200
+            // under application/json, 400 under the GraphQL response type
+            // (the caller sets the media type; see `Problem::request_error`).
+            Err(Problem::request_error(refused.code, refused.message).no_store())
+        }
+        Err(persisted::Resolution::Store(error)) => {
+            tracing::error!(%error, "persisted-query registry lookup");
+            Err(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                graph::code::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            )
+            .no_store())
+        }
+    }
 }
 
 /// Reads the bearer token, if any. A token that is present but invalid is an
@@ -495,24 +576,34 @@ fn operation_type(
     }
 }
 
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// Reads `extensions`: an object or null. It is parsed whole (it carries the
+/// APQ hash and the client's flags), so serde_json's recursion limit (128)
+/// bounds its nesting, with a clean error past it.
+fn read_extensions(extensions: Option<&RawValue>) -> Result<Option<JsonObject>, Problem> {
+    let Some(raw) = extensions else {
+        return Ok(None);
+    };
+    match serde_json::from_str(raw.get()) {
+        Ok(serde_json::Value::Object(object)) => Ok(Some(object)),
+        Ok(serde_json::Value::Null) => Ok(None),
+        Ok(_) => Err(bad_request("`extensions` must be a JSON object")),
+        Err(e) => Err(bad_request(format!("`extensions` cannot be read: {e}"))),
+    }
+}
+
 /// Reads `variables`: measured against the limits on its JSON text, then
 /// parsed (an absent or null `variables` is no variables).
-fn read_variables(
-    app: &AppState,
-    variables: Option<Box<RawValue>>,
-    media: MediaType,
-) -> Result<Variables, Problem> {
+fn read_variables(app: &AppState, variables: Option<&RawValue>) -> Result<Variables, Problem> {
     let Some(raw) = variables else {
         return Ok(Variables::default());
     };
     let text = raw.get().trim();
     app.config
-        .variables_limits
-        .check(text)
-        .map_err(|exceeded| {
-            let message = VariablesLimits::message(&exceeded);
-            Problem::exceeded(media.request_error_status(), &exceeded, message)
-        })?;
+        .limits
+        .check_variables(text)
+        .map_err(|exceeded| Problem::exceeded(&exceeded))?;
     match text.as_bytes().first() {
         Some(b'{') => serde_json::from_str(text)
             .map_err(|e| bad_request(format!("`variables` cannot be read: {e}"))),
@@ -521,35 +612,35 @@ fn read_variables(
     }
 }
 
-/// Checks the parameters and builds the GraphQL request. A GET's document
-/// is measured and parsed here, to refuse a mutation before it runs: the
-/// limits on the text come first, so nothing unmeasured reaches the parser.
-fn prepare(
+/// Checks the parameters and builds the GraphQL request: the document (sent,
+/// or persisted), its variables, operation name and extensions. A GET's
+/// document is measured and parsed here, to refuse a mutation before it runs:
+/// the limits on the text come first, so nothing unmeasured reaches the
+/// parser (a registered document was measured when it was registered).
+async fn prepare(
     app: &AppState,
+    headers: &HeaderMap,
     params: Params,
     method: &Method,
-    media: MediaType,
 ) -> Result<async_graphql::Request, Problem> {
-    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
-        return Err(bad_request("the request has no `query`"));
-    };
-    if let Some(extensions) = &params.extensions {
-        let text = extensions.get().trim();
-        if !text.starts_with('{') && text != "null" {
-            return Err(bad_request("`extensions` must be a JSON object"));
-        }
-    }
-    let variables = read_variables(app, params.variables, media)?;
+    let extensions = read_extensions(params.extensions.as_deref())?;
+    let resolved = resolve_document(app, headers, &params, extensions.as_ref()).await?;
+    let variables = read_variables(app, params.variables.as_deref())?;
     let operation_name = params.operation_name.filter(|n| !n.is_empty());
-    let mut request = async_graphql::Request::new(query).variables(variables);
+    let mut request = async_graphql::Request::new(resolved.query.to_string()).variables(variables);
+    if let Some(registered) = &resolved.registered {
+        request = request.data(graph::Vetted {
+            cost: registered.cost,
+        });
+    }
     if *method == Method::GET {
-        app.config
-            .limits
-            .check_text(&request.query)
-            .map_err(|exceeded| {
-                let message = exceeded.message();
-                Problem::exceeded(media.request_error_status(), &exceeded, message)
-            })?;
+        if resolved.registered.is_none() {
+            app.config
+                .limits
+                .check_text(&request.query)
+                .map_err(|exceeded| Problem::exceeded(&exceeded))?;
+            request = request.data(graph::TextChecked);
+        }
         // async-graphql keeps the parsed document for execution; a document
         // that does not parse is reported by execution, with its code.
         let ty = request
@@ -570,6 +661,11 @@ fn prepare(
     }
     if let Some(name) = operation_name {
         request = request.operation_name(name);
+    }
+    for (key, value) in extensions.into_iter().flatten() {
+        if let Ok(value) = Value::from_json(value) {
+            request.extensions.insert(key, value);
+        }
     }
     Ok(request)
 }
@@ -597,12 +693,14 @@ async fn execute(
         Ok(viewer) => viewer,
         Err(problem) => return problem.into_response(request_id, content_type),
     };
-    let request = match prepare(app, params, &method, media) {
+    let viewer_is_authenticated = viewer.is_authenticated();
+    let request = match prepare(app, headers, params, &method).await {
         Ok(request) => request,
         Err(problem) => return problem.into_response(request_id, content_type),
     };
     let router = router_access(app, headers);
-    let (request, scope) = graph::RequestScope::new(request, &app.store, viewer, router);
+    let (request, scope) =
+        graph::RequestScope::new(request, &app.store, viewer, router, &app.config.posture);
     let mut response = scope.execute(&app.schema, request).await;
     for error in &mut response.errors {
         error
@@ -613,8 +711,13 @@ async fn execute(
 
     // A request refused before execution (parse, validation, operation
     // selection) has no `data` entry at all, per the spec.
-    let executed = scope.started.get();
-    let status = if !executed && media == MediaType::GraphqlResponse {
+    // A request cancelled at its deadline has no result to give: a server
+    // failure (504, as routers answer a timed-out subgraph), without `data`.
+    let timed_out = scope.timed_out();
+    let executed = scope.started.get() && !timed_out;
+    let status = if timed_out {
+        StatusCode::GATEWAY_TIMEOUT
+    } else if !executed && media == MediaType::GraphqlResponse {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
@@ -636,9 +739,36 @@ async fn execute(
             .into_response(request_id, content_type);
         }
     };
-    let mut http = (status, bytes).into_response();
+    let policy = scope.cache_policy.get().map(|mut policy| {
+        if let Some(cap) = app.config.max_cache_age {
+            policy.max_age = policy.max_age.min(cap);
+        }
+        policy
+    });
+    let cache_control = cache_control(
+        policy,
+        executed && response.errors.is_empty(),
+        viewer_is_authenticated,
+    );
+    let etag = cache_control.is_cacheable().then(|| etag(&bytes));
+    let not_modified = etag
+        .as_deref()
+        .is_some_and(|tag| if_none_match(headers, tag));
+    let mut http = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (status, bytes).into_response()
+    };
     let out = http.headers_mut();
-    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if !not_modified {
+        out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    if let Ok(value) = HeaderValue::from_str(&cache_control.to_string()) {
+        out.insert(header::CACHE_CONTROL, value);
+    }
+    if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        out.insert(header::ETAG, tag);
+    }
     out.insert(
         header::VARY,
         HeaderValue::from_static("accept, authorization"),
@@ -652,9 +782,111 @@ async fn execute(
     http
 }
 
+/// The `Cache-Control` of a GraphQL response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CacheControl {
+    Public(u32),
+    Private(u32),
+    NoStore,
+}
+
+impl CacheControl {
+    fn is_cacheable(self) -> bool {
+        !matches!(self, CacheControl::NoStore)
+    }
+}
+
+impl std::fmt::Display for CacheControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheControl::Public(age) => write!(f, "public, max-age={age}"),
+            CacheControl::Private(age) => write!(f, "private, max-age={age}"),
+            CacheControl::NoStore => f.write_str("no-store"),
+        }
+    }
+}
+
+/// From the document's policy to the header: an answer with errors (or
+/// refused) is never stored, nor one with personal data, and an answer to
+/// an authenticated request is at most private (its token may change what
+/// it sees).
+fn cache_control(
+    policy: Option<graph::cache_policy::Policy>,
+    clean: bool,
+    authenticated: bool,
+) -> CacheControl {
+    match policy {
+        Some(policy) if clean && policy.is_cacheable() => {
+            if authenticated {
+                CacheControl::Private(policy.max_age)
+            } else {
+                CacheControl::Public(policy.max_age)
+            }
+        }
+        _ => CacheControl::NoStore,
+    }
+}
+
+/// A strong validator of the response body.
+fn etag(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let hex = format!("{:x}", Sha256::digest(body));
+    format!("\"{}\"", &hex[..32])
+}
+
+/// Whether `If-None-Match` names `tag` (or is `*`); weak tags compare by
+/// their opaque part, as RFC 9110 asks for `If-None-Match`.
+fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.trim_start_matches("W/") == tag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_control_is_never_public_for_errors_personal_data_or_tokens() {
+        use graph::cache_policy::Policy;
+        let catalog = Some(Policy {
+            max_age: 60,
+            personal: false,
+        });
+        let personal = Some(Policy {
+            max_age: 0,
+            personal: true,
+        });
+        assert_eq!(
+            cache_control(catalog, true, false),
+            CacheControl::Public(60)
+        );
+        assert_eq!(
+            cache_control(catalog, true, true),
+            CacheControl::Private(60)
+        );
+        assert_eq!(cache_control(catalog, false, false), CacheControl::NoStore);
+        assert_eq!(cache_control(personal, true, false), CacheControl::NoStore);
+        assert_eq!(cache_control(None, true, false), CacheControl::NoStore);
+        assert_eq!(CacheControl::Public(5).to_string(), "public, max-age=5");
+    }
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags_match() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"a\", W/\"b\""),
+        );
+        assert!(if_none_match(&headers, "\"b\""));
+        assert!(if_none_match(&headers, "\"a\""));
+        assert!(!if_none_match(&headers, "\"c\""));
+        assert!(!if_none_match(&HeaderMap::new(), "\"a\""));
+    }
 
     fn accept(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

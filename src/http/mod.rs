@@ -2,6 +2,7 @@
 //! compression, tracing) and the small endpoints (health). The GraphQL
 //! endpoint itself is in [`graphql`].
 
+mod admin;
 pub mod graphiql;
 pub mod graphql;
 mod problem;
@@ -21,6 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::graph::{self, AppSchema};
+use crate::persisted::PersistedQueryRegistry;
 use crate::store::Store;
 
 pub use problem::codes;
@@ -32,12 +34,15 @@ pub struct AppState {
     pub store: Store,
     pub jwt: Arc<JwtKeys>,
     pub config: Arc<Config>,
+    pub registry: PersistedQueryRegistry,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store) -> anyhow::Result<AppState> {
+        let schema = graph::build_schema(config.limits, config.posture);
         Ok(AppState {
-            schema: graph::build_schema(config.limits),
+            registry: PersistedQueryRegistry::new(store.clone(), schema.clone(), config.limits),
+            schema,
             jwt: Arc::new(config.jwt_keys()?),
             store,
             config: Arc::new(config),
@@ -59,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .merge(graphiql::asset_routes())
+        .merge(admin::routes())
         .fallback(not_found)
         .with_state(state)
         .layer(

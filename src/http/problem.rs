@@ -21,8 +21,11 @@ pub struct Problem {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// One extra response header (`Allow`, `WWW-Authenticate`).
-    pub header: Option<(header::HeaderName, &'static str)>,
+    /// Extra response headers (`Allow`, `WWW-Authenticate`, `Cache-Control`).
+    pub headers: Vec<(header::HeaderName, &'static str)>,
+    /// A GraphQL request error (the document cannot run): 200 under
+    /// `application/json`, `status` under `application/graphql-response+json`.
+    pub request_error: bool,
     /// Extra `extensions` entries: a limit and the measured value.
     pub details: Vec<(&'static str, serde_json::Value)>,
 }
@@ -33,29 +36,41 @@ impl Problem {
             status,
             code,
             message: message.into(),
-            header: None,
+            headers: Vec::new(),
+            request_error: false,
             details: Vec::new(),
         }
     }
 
-    /// A limit the request went past, with `extensions.limit` and
-    /// `extensions.measured` like the query limits.
-    pub fn exceeded(
-        status: StatusCode,
-        exceeded: &crate::limits::Exceeded,
-        message: String,
-    ) -> Problem {
-        let mut problem = Problem::new(status, exceeded.code, message);
-        problem.details = vec![
-            ("limit", exceeded.limit.into()),
-            ("measured", exceeded.measured.into()),
-        ];
-        problem
+    /// A request error (see [`Problem::request_error`]), 400 under the
+    /// GraphQL response media type.
+    pub fn request_error(code: &'static str, message: impl Into<String>) -> Problem {
+        Problem {
+            request_error: true,
+            ..Problem::new(StatusCode::BAD_REQUEST, code, message)
+        }
+    }
+
+    /// A limit the request went past: a request error with
+    /// `extensions.limit` and `extensions.measured`, like the query limits.
+    pub fn exceeded(exceeded: &crate::limits::Exceeded) -> Problem {
+        Problem {
+            details: vec![
+                ("limit", exceeded.limit.into()),
+                ("measured", exceeded.measured.into()),
+            ],
+            ..Problem::request_error(exceeded.code, exceeded.message())
+        }
     }
 
     pub fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Problem {
-        self.header = Some((name, value));
+        self.headers.push((name, value));
         self
+    }
+
+    /// Neither browsers nor CDNs may keep the answer.
+    pub fn no_store(self) -> Problem {
+        self.with_header(header::CACHE_CONTROL, "no-store")
     }
 
     pub fn into_response(self, request_id: &str, content_type: &'static str) -> Response {
@@ -68,13 +83,20 @@ impl Problem {
         let body = serde_json::json!({
             "errors": [{ "message": self.message, "extensions": extensions }]
         });
+        let status = if self.request_error
+            && !content_type.starts_with("application/graphql-response+json")
+        {
+            StatusCode::OK
+        } else {
+            self.status
+        };
         let mut response = (
-            self.status,
+            status,
             [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
             body.to_string(),
         )
             .into_response();
-        if let Some((name, value)) = self.header {
+        for (name, value) in self.headers {
             response
                 .headers_mut()
                 .insert(name, HeaderValue::from_static(value));

@@ -7,18 +7,25 @@
 //! document, with fragments expanded where they are spread; each fragment is
 //! measured once and remembered, so a "fragment bomb" (fragments that spread
 //! each other many times over) costs linear time to measure, and spreads that
-//! form a cycle are not followed (validation refuses those).
+//! form a cycle are not followed (validation refuses those). The cost and the
+//! page sizes are measured against the schema ([`cost`]).
+//!
+//! Each limit can be set to measure only: a document past it is let through,
+//! logged and counted ([`measured_only_counts`]), so operators can tune a
+//! limit on real traffic before enforcing it.
 
+pub mod cost;
 mod tokens;
 mod variables;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Name, Positioned};
+use async_graphql::{Name, Positioned, Variables};
 
 pub use tokens::{count_tokens, nesting_depth};
-pub use variables::VariablesLimits;
+pub use variables::MOST_VARIABLES_DEPTH;
 
 /// Deepest nesting of `{`, `[` and `(` a document may have. Fixed, not
 /// configured: it keeps the parser and every recursive walk of the document
@@ -27,9 +34,191 @@ pub use variables::VariablesLimits;
 /// nested more than 32 deep anyway, so no query it would run reaches this.
 pub const MAX_NESTING: usize = 64;
 
+/// The limits, each with its stable error code and its name in settings
+/// (`--limits-measure-only depth,cost`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    DocumentBytes,
+    /// Always enforced, never measure-only: it guards the stack.
+    DocumentNesting,
+    Tokens,
+    RootFields,
+    Depth,
+    Fields,
+    Aliases,
+    Directives,
+    IntrospectionDepth,
+    PageSize,
+    Cost,
+    VariablesBytes,
+    VariablesDepth,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 13] = [
+        Limit::DocumentBytes,
+        Limit::DocumentNesting,
+        Limit::Tokens,
+        Limit::RootFields,
+        Limit::Depth,
+        Limit::Fields,
+        Limit::Aliases,
+        Limit::Directives,
+        Limit::IntrospectionDepth,
+        Limit::PageSize,
+        Limit::Cost,
+        Limit::VariablesBytes,
+        Limit::VariablesDepth,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Limit::DocumentBytes => "DOCUMENT_TOO_LARGE",
+            Limit::DocumentNesting => "DOCUMENT_TOO_NESTED",
+            Limit::Tokens => "TOO_MANY_TOKENS",
+            Limit::RootFields => "TOO_MANY_ROOT_FIELDS",
+            Limit::Depth => "QUERY_TOO_DEEP",
+            Limit::Fields => "TOO_MANY_FIELDS",
+            Limit::Aliases => "TOO_MANY_ALIASES",
+            Limit::Directives => "TOO_MANY_DIRECTIVES",
+            Limit::IntrospectionDepth => "INTROSPECTION_TOO_DEEP",
+            Limit::PageSize => "PAGE_SIZE_EXCEEDED",
+            Limit::Cost => "QUERY_TOO_COMPLEX",
+            Limit::VariablesBytes => "VARIABLES_TOO_LARGE",
+            Limit::VariablesDepth => "VARIABLES_TOO_DEEP",
+        }
+    }
+
+    /// The name used in settings and in metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::DocumentBytes => "document-bytes",
+            Limit::DocumentNesting => "document-nesting",
+            Limit::Tokens => "tokens",
+            Limit::RootFields => "root-fields",
+            Limit::Depth => "depth",
+            Limit::Fields => "fields",
+            Limit::Aliases => "aliases",
+            Limit::Directives => "directives",
+            Limit::IntrospectionDepth => "introspection-depth",
+            Limit::PageSize => "page-size",
+            Limit::Cost => "cost",
+            Limit::VariablesBytes => "variables-bytes",
+            Limit::VariablesDepth => "variables-depth",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Limit::DocumentBytes => "bytes",
+            Limit::DocumentNesting => "levels of nested brackets, braces and parentheses",
+            Limit::Tokens => "tokens",
+            Limit::RootFields => "root fields",
+            Limit::Depth => "levels of nesting",
+            Limit::Fields => "field selections",
+            Limit::Aliases => "aliases",
+            Limit::Directives => "directives on one field",
+            Limit::IntrospectionDepth => "levels of nested introspection lists",
+            Limit::PageSize => "items asked for in one page",
+            Limit::Cost => "points of estimated cost",
+            Limit::VariablesBytes => "bytes",
+            Limit::VariablesDepth => "levels of nested arrays and objects",
+        }
+    }
+
+    /// Whether the limit may be set to measure only.
+    pub fn can_measure_only(self) -> bool {
+        self != Limit::DocumentNesting
+    }
+
+    /// A limit that may measure only, by its name in settings.
+    pub fn parse(name: &str) -> Option<Limit> {
+        Limit::ALL
+            .into_iter()
+            .find(|l| l.name() == name && l.can_measure_only())
+    }
+}
+
+/// A set of limits (those that only measure).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitSet(u16);
+
+impl LimitSet {
+    /// Every limit that may measure only.
+    pub fn all() -> LimitSet {
+        Limit::ALL
+            .into_iter()
+            .filter(|l| l.can_measure_only())
+            .collect()
+    }
+
+    pub fn contains(self, limit: Limit) -> bool {
+        self.0 & (1 << limit as u16) != 0
+    }
+
+    pub fn insert(&mut self, limit: Limit) {
+        self.0 |= 1 << limit as u16;
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Limit> {
+        Limit::ALL.into_iter().filter(move |l| self.contains(*l))
+    }
+}
+
+impl FromIterator<Limit> for LimitSet {
+    fn from_iter<I: IntoIterator<Item = Limit>>(iter: I) -> Self {
+        let mut set = LimitSet::default();
+        for limit in iter {
+            set.insert(limit);
+        }
+        set
+    }
+}
+
+/// Documents let through past a measure-only limit, and documents refused,
+/// per limit, since the process started.
+static MEASURED_ONLY: [AtomicU64; Limit::ALL.len()] =
+    [const { AtomicU64::new(0) }; Limit::ALL.len()];
+static REFUSED: [AtomicU64; Limit::ALL.len()] = [const { AtomicU64::new(0) }; Limit::ALL.len()];
+
+/// How many documents went past each measure-only limit (and ran anyway).
+pub fn measured_only_counts() -> Vec<(Limit, u64)> {
+    Limit::ALL
+        .into_iter()
+        .map(|l| (l, MEASURED_ONLY[l as usize].load(Ordering::Relaxed)))
+        .collect()
+}
+
+/// How many documents each enforced limit refused.
+pub fn refused_counts() -> Vec<(Limit, u64)> {
+    Limit::ALL
+        .into_iter()
+        .map(|l| (l, REFUSED[l as usize].load(Ordering::Relaxed)))
+        .collect()
+}
+
+/// What a document measured, for the response's `cost` extension.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Inspection {
+    pub cost: u64,
+}
+
 /// The configured maximums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Estimated cost of the operation ([`cost`]).
+    pub max_cost: u64,
+    /// Nesting of list fields inside introspection (`types { fields { args } }`
+    /// is 3, what GraphiQL asks; the circular `fields { type { fields … } } }`
+    /// attack goes deeper).
+    pub max_introspection_depth: usize,
+    /// Limits that only measure: past them a document is logged and counted,
+    /// not refused.
+    pub measure_only: LimitSet,
     /// Nesting of fields below the root (introspection fields are not counted).
     pub max_depth: usize,
     /// Field selections in an operation, counting each use of a fragment
@@ -45,11 +234,19 @@ pub struct Limits {
     pub max_document_bytes: usize,
     /// Lexical tokens of the document text.
     pub max_tokens: usize,
+    /// Bytes of a request's `variables` JSON text.
+    pub max_variables_bytes: usize,
+    /// Nesting of arrays and objects in `variables`, the object itself
+    /// included (at most [`MOST_VARIABLES_DEPTH`]).
+    pub max_variables_depth: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            max_cost: 5_000,
+            max_introspection_depth: 3,
+            measure_only: LimitSet::default(),
             max_depth: 12,
             max_fields: 1_000,
             max_aliases: 30,
@@ -57,6 +254,12 @@ impl Default for Limits {
             max_directives: 10,
             max_document_bytes: 32 * 1024,
             max_tokens: 5_000,
+            // Far above what any operation of this graph sends (an order of
+            // 100 lines is ~5 KB; a router's 1,000 entity representations
+            // ~40 KB), far below the request body limit.
+            max_variables_bytes: 256 * 1024,
+            // Input objects of this graph nest 3 levels at most.
+            max_variables_depth: 32,
         }
     }
 }
@@ -64,65 +267,105 @@ impl Default for Limits {
 /// A limit a document broke.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exceeded {
+    pub kind: Limit,
     /// Stable code, e.g. `QUERY_TOO_DEEP`.
     pub code: &'static str,
-    pub limit: usize,
-    pub measured: usize,
-    pub what: &'static str,
+    pub limit: u64,
+    pub measured: u64,
 }
 
 impl Exceeded {
+    pub fn new(kind: Limit, limit: u64, measured: u64) -> Exceeded {
+        Exceeded {
+            kind,
+            code: kind.code(),
+            limit,
+            measured,
+        }
+    }
+
     pub fn message(&self) -> String {
-        format!(
-            "the document has {} {}, more than the {} allowed",
-            self.measured, self.what, self.limit
-        )
+        match self.kind {
+            Limit::PageSize => format!(
+                "the document asks for {} items in one page, more than the {} allowed",
+                self.measured, self.limit
+            ),
+            Limit::Cost => format!(
+                "the operation's estimated cost is {}, more than the {} allowed",
+                self.measured, self.limit
+            ),
+            Limit::VariablesBytes | Limit::VariablesDepth => format!(
+                "`variables` has {} {}, more than the {} allowed",
+                self.measured,
+                self.kind.what(),
+                self.limit
+            ),
+            kind => format!(
+                "the document has {} {}, more than the {} allowed",
+                self.measured,
+                kind.what(),
+                self.limit
+            ),
+        }
     }
 }
 
-fn check(
-    code: &'static str,
-    what: &'static str,
-    limit: usize,
-    measured: usize,
-) -> Result<(), Exceeded> {
+fn check(kind: Limit, limit: usize, measured: usize) -> Result<(), Exceeded> {
     if measured > limit {
-        Err(Exceeded {
-            code,
-            limit,
-            measured,
-            what,
-        })
+        Err(Exceeded::new(kind, limit as u64, measured as u64))
     } else {
         Ok(())
     }
 }
 
 impl Limits {
-    /// Checks the text: size, nesting, then tokens (measuring stops past the
-    /// limit).
-    pub fn check_text(&self, query: &str) -> Result<(), Exceeded> {
-        check(
-            "DOCUMENT_TOO_LARGE",
-            "bytes",
-            self.max_document_bytes,
-            query.len(),
-        )?;
-        check(
-            "DOCUMENT_TOO_NESTED",
-            "levels of nested brackets, braces and parentheses",
-            MAX_NESTING,
-            nesting_depth(query, MAX_NESTING + 1),
-        )?;
-        check(
-            "TOO_MANY_TOKENS",
-            "tokens",
-            self.max_tokens,
-            count_tokens(query, self.max_tokens.saturating_add(1)),
-        )
+    /// Lets `checked` through when its limit only measures (logging and
+    /// counting it), refuses it otherwise.
+    pub fn enforce(&self, checked: Result<(), Exceeded>) -> Result<(), Exceeded> {
+        let Err(exceeded) = checked else {
+            return Ok(());
+        };
+        if self.measure_only.contains(exceeded.kind) && exceeded.kind.can_measure_only() {
+            MEASURED_ONLY[exceeded.kind as usize].fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                code = exceeded.code,
+                limit = exceeded.limit,
+                measured = exceeded.measured,
+                "measure-only limit exceeded: the document would have been refused"
+            );
+            Ok(())
+        } else {
+            REFUSED[exceeded.kind as usize].fetch_add(1, Ordering::Relaxed);
+            Err(exceeded)
+        }
     }
 
-    /// Checks every operation of a parsed document.
+    /// Checks the text: size, nesting, then tokens (measuring stops past the
+    /// limit, unless the limit only measures).
+    pub fn check_text(&self, query: &str) -> Result<(), Exceeded> {
+        self.enforce(check(
+            Limit::DocumentBytes,
+            self.max_document_bytes,
+            query.len(),
+        ))?;
+        self.enforce(check(
+            Limit::DocumentNesting,
+            MAX_NESTING,
+            nesting_depth(query, MAX_NESTING + 1),
+        ))?;
+        let stop = if self.measure_only.contains(Limit::Tokens) {
+            usize::MAX
+        } else {
+            self.max_tokens.saturating_add(1)
+        };
+        self.enforce(check(
+            Limit::Tokens,
+            self.max_tokens,
+            count_tokens(query, stop),
+        ))
+    }
+
+    /// Checks the shape of every operation of a parsed document.
     pub fn check_document(&self, document: &ExecutableDocument) -> Result<(), Exceeded> {
         let mut measure = Measure {
             document,
@@ -130,41 +373,93 @@ impl Limits {
             visiting: Vec::new(),
         };
         for (_, operation) in document.operations.iter() {
-            let shape = measure.selection_set(&operation.node.selection_set.node);
-            check(
-                "TOO_MANY_ROOT_FIELDS",
-                "root fields",
-                self.max_root_fields,
-                shape.fields,
-            )?;
-            check(
-                "QUERY_TOO_DEEP",
-                "levels of nesting",
-                self.max_depth,
-                shape.depth,
-            )?;
-            check(
-                "TOO_MANY_FIELDS",
-                "field selections",
-                self.max_fields,
-                shape.selected,
-            )?;
-            check(
-                "TOO_MANY_ALIASES",
-                "aliases",
-                self.max_aliases,
-                shape.aliases,
-            )?;
-            check(
-                "TOO_MANY_DIRECTIVES",
-                "directives on one field",
+            let shape = measure.selection_set(&operation.node.selection_set.node, false);
+            self.enforce(check(Limit::RootFields, self.max_root_fields, shape.fields))?;
+            self.enforce(check(Limit::Depth, self.max_depth, shape.depth))?;
+            self.enforce(check(Limit::Fields, self.max_fields, shape.selected))?;
+            self.enforce(check(Limit::Aliases, self.max_aliases, shape.aliases))?;
+            self.enforce(check(
+                Limit::Directives,
                 self.max_directives,
                 shape.directives,
-            )?;
+            ))?;
+            self.enforce(check(
+                Limit::IntrospectionDepth,
+                self.max_introspection_depth,
+                shape.introspection_lists,
+            ))?;
         }
         Ok(())
     }
+
+    /// Checks the page sizes and the cost of the operation that will run.
+    pub fn check_cost(
+        &self,
+        model: &cost::CostModel,
+        document: &ExecutableDocument,
+        operation_name: Option<&str>,
+        variables: &Variables,
+    ) -> Result<Inspection, Exceeded> {
+        let measured = model.measure(document, operation_name, variables);
+        if let Some((max, requested)) = measured.page_size_exceeded {
+            self.enforce(Err(Exceeded::new(Limit::PageSize, max, requested)))?;
+        }
+        if measured.cost > self.max_cost {
+            self.enforce(Err(Exceeded::new(
+                Limit::Cost,
+                self.max_cost,
+                measured.cost,
+            )))?;
+        }
+        Ok(Inspection {
+            cost: measured.cost,
+        })
+    }
 }
+
+/// Whether a parsed document asks for the schema (`__schema` or `__type`;
+/// `__typename` is not introspection of the schema).
+pub fn uses_introspection(document: &ExecutableDocument) -> bool {
+    fn walk(document: &ExecutableDocument, set: &SelectionSet, seen: &mut Vec<String>) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                matches!(field.node.name.node.as_str(), "__schema" | "__type")
+                    || walk(document, &field.node.selection_set.node, seen)
+            }
+            Selection::InlineFragment(fragment) => {
+                walk(document, &fragment.node.selection_set.node, seen)
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                if seen.iter().any(|s| s == name) {
+                    return false;
+                }
+                seen.push(name.to_string());
+                document
+                    .fragments
+                    .get(name)
+                    .is_some_and(|f| walk(document, &f.node.selection_set.node, seen))
+            }
+        })
+    }
+    let mut seen = Vec::new();
+    document
+        .operations
+        .iter()
+        .any(|(_, op)| walk(document, &op.node.selection_set.node, &mut seen))
+}
+
+/// Introspection fields whose values are lists: their nesting is bounded.
+const INTROSPECTION_LISTS: &[&str] = &[
+    "types",
+    "fields",
+    "args",
+    "inputFields",
+    "interfaces",
+    "possibleTypes",
+    "enumValues",
+    "directives",
+];
 
 /// What a selection set (with its fragments expanded) amounts to.
 #[derive(Clone, Copy, Default)]
@@ -178,6 +473,8 @@ struct Shape {
     aliases: usize,
     /// Most directives on any one selection.
     directives: usize,
+    /// Deepest nesting of introspection list fields below it.
+    introspection_lists: usize,
 }
 
 impl Shape {
@@ -187,30 +484,39 @@ impl Shape {
         self.depth = self.depth.max(other.depth);
         self.aliases = self.aliases.saturating_add(other.aliases);
         self.directives = self.directives.max(other.directives);
+        self.introspection_lists = self.introspection_lists.max(other.introspection_lists);
     }
 }
 
 struct Measure<'a> {
     document: &'a ExecutableDocument,
-    fragments: HashMap<&'a str, Shape>,
+    /// Fragments measured, by name and by whether they are used inside
+    /// introspection (where list fields nest differently).
+    fragments: HashMap<(&'a str, bool), Shape>,
     visiting: Vec<&'a str>,
 }
 
 impl<'a> Measure<'a> {
-    fn selection_set(&mut self, set: &'a SelectionSet) -> Shape {
+    fn selection_set(&mut self, set: &'a SelectionSet, introspecting: bool) -> Shape {
         let mut shape = Shape::default();
         for item in &set.items {
             match &item.node {
                 Selection::Field(field) => {
                     let field = &field.node;
-                    let children = self.selection_set(&field.selection_set.node);
-                    // Introspection's depth is bounded by the schema, not by
-                    // the client; its size is not, so it counts there.
-                    let depth = if field.name.node.starts_with("__") {
+                    let name = field.name.node.as_str();
+                    let introspection = introspecting || matches!(name, "__schema" | "__type");
+                    let children = self.selection_set(&field.selection_set.node, introspection);
+                    // Introspection's depth is measured by its own limit,
+                    // the nesting of its lists (GraphiQL's query nests type
+                    // references 8 deep); its size counts with the rest.
+                    let depth = if introspection {
                         0
                     } else {
                         children.depth.saturating_add(1)
                     };
+                    let introspection_lists = children.introspection_lists.saturating_add(
+                        usize::from(introspecting && INTROSPECTION_LISTS.contains(&name)),
+                    );
                     shape.merge(Shape {
                         fields: 1,
                         selected: children.selected.saturating_add(1),
@@ -219,15 +525,17 @@ impl<'a> Measure<'a> {
                             .aliases
                             .saturating_add(usize::from(field.alias.is_some())),
                         directives: children.directives.max(field.directives.len()),
+                        introspection_lists,
                     });
                 }
                 Selection::InlineFragment(fragment) => {
-                    let mut inner = self.selection_set(&fragment.node.selection_set.node);
+                    let mut inner =
+                        self.selection_set(&fragment.node.selection_set.node, introspecting);
                     inner.directives = inner.directives.max(fragment.node.directives.len());
                     shape.merge(inner);
                 }
                 Selection::FragmentSpread(spread) => {
-                    let mut inner = self.fragment(&spread.node.fragment_name);
+                    let mut inner = self.fragment(&spread.node.fragment_name, introspecting);
                     inner.directives = inner.directives.max(spread.node.directives.len());
                     shape.merge(inner);
                 }
@@ -236,9 +544,9 @@ impl<'a> Measure<'a> {
         shape
     }
 
-    fn fragment(&mut self, name: &'a Positioned<Name>) -> Shape {
+    fn fragment(&mut self, name: &'a Positioned<Name>, introspecting: bool) -> Shape {
         let name = name.node.as_str();
-        if let Some(shape) = self.fragments.get(name) {
+        if let Some(shape) = self.fragments.get(&(name, introspecting)) {
             return *shape;
         }
         if self.visiting.contains(&name) {
@@ -248,10 +556,10 @@ impl<'a> Measure<'a> {
             return Shape::default();
         };
         self.visiting.push(name);
-        let mut shape = self.selection_set(&definition.node.selection_set.node);
+        let mut shape = self.selection_set(&definition.node.selection_set.node, introspecting);
         shape.directives = shape.directives.max(definition.node.directives.len());
         self.visiting.pop();
-        self.fragments.insert(name, shape);
+        self.fragments.insert((name, introspecting), shape);
         shape
     }
 }
@@ -269,6 +577,7 @@ mod tests {
             max_directives: 2,
             max_document_bytes: 10_000,
             max_tokens: 1_000,
+            ..Limits::default()
         };
         limits.check_text(query)?;
         limits.check_document(&async_graphql::parser::parse_query(query).unwrap())
@@ -287,6 +596,52 @@ mod tests {
             "QUERY_TOO_DEEP"
         );
         assert!(measure("{ a { __typename __schema { types { fields { name } } } } }").is_ok());
+    }
+
+    #[test]
+    fn introspection_lists_nest_at_most_three_deep() {
+        let limits = Limits::default();
+        let check =
+            |q: &str| limits.check_document(&async_graphql::parser::parse_query(q).unwrap());
+        assert!(check("{ __schema { types { fields { args { name } } } } }").is_ok());
+        let err = check(
+            "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }",
+        )
+        .unwrap_err();
+        assert_eq!((err.code, err.measured), ("INTROSPECTION_TOO_DEEP", 4));
+        // `fields` outside introspection is an ordinary field.
+        assert!(check("{ fields { fields { fields { fields { a } } } } }").is_ok());
+    }
+
+    #[test]
+    fn measure_only_limits_let_documents_through_and_count_them() {
+        let limits = Limits {
+            max_aliases: 1,
+            measure_only: [Limit::Aliases].into_iter().collect(),
+            ..Limits::default()
+        };
+        let before = measured_only_counts()[Limit::Aliases as usize].1;
+        let document = async_graphql::parser::parse_query("{ a: x b: x c: x }").unwrap();
+        assert!(limits.check_document(&document).is_ok());
+        assert!(measured_only_counts()[Limit::Aliases as usize].1 > before);
+        let enforced = Limits {
+            max_aliases: 1,
+            ..Limits::default()
+        };
+        assert_eq!(
+            enforced.check_document(&document).unwrap_err().code,
+            "TOO_MANY_ALIASES"
+        );
+    }
+
+    #[test]
+    fn introspection_is_found_through_fragments() {
+        let uses = |q: &str| uses_introspection(&async_graphql::parser::parse_query(q).unwrap());
+        assert!(uses("{ __schema { types { name } } }"));
+        assert!(uses(
+            "{ a { ...F } } fragment F on T { __type(name: \"T\") { name } }"
+        ));
+        assert!(!uses("{ __typename a { __typename } }"));
     }
 
     #[test]
@@ -319,7 +674,10 @@ mod tests {
         }
         query.push_str(" fragment F40 on T { x }");
         let err = measure(&query).unwrap_err();
-        assert_eq!((err.code, err.measured), ("TOO_MANY_FIELDS", (1 << 40) + 1));
+        assert_eq!(
+            (err.code, err.measured),
+            ("TOO_MANY_FIELDS", (1u64 << 40) + 1)
+        );
         assert!(
             measure("{ r { ...A } } fragment A on T { ...B } fragment B on T { ...A }").is_ok()
         );
@@ -340,9 +698,20 @@ mod tests {
         let err = limits.check_text(&brackets).unwrap_err();
         assert_eq!(
             (err.code, err.limit, err.measured),
-            ("DOCUMENT_TOO_NESTED", MAX_NESTING, MAX_NESTING + 1)
+            ("DOCUMENT_TOO_NESTED", 64, 65)
         );
         assert!(limits.check_text(&"{ a ".repeat(40)).is_ok());
+        // It guards the stack: measure-only does not apply to it.
+        let measuring = Limits {
+            measure_only: Limit::ALL.into_iter().collect(),
+            ..limits
+        };
+        assert_eq!(
+            measuring.check_text(&brackets).unwrap_err().code,
+            "DOCUMENT_TOO_NESTED"
+        );
+        assert!(!LimitSet::all().contains(Limit::DocumentNesting));
+        assert_eq!(Limit::parse("document-nesting"), None);
     }
 
     #[test]

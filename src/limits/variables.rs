@@ -2,55 +2,31 @@
 //! parsed: a million-item array or ten thousand nested arrays is refused
 //! before the server builds a value for every item or recurses once per level.
 
-use super::{check, Exceeded};
+use super::{check, Exceeded, Limit, Limits};
 
-/// The configured maximums for `variables`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VariablesLimits {
-    /// Bytes of the `variables` JSON text.
-    pub max_bytes: usize,
-    /// Nesting of arrays and objects, the `variables` object itself included.
-    pub max_depth: usize,
-}
+/// The deepest `max_variables_depth` may be: serde_json refuses more than 128
+/// levels itself, so a larger configured depth would never be reached.
+pub const MOST_VARIABLES_DEPTH: usize = 100;
 
-impl VariablesLimits {
-    /// The JSON parser refuses deeper nesting itself (serde_json stops at 128
-    /// levels), so a larger configured depth would never be reached.
-    pub const MOST_DEPTH: usize = 100;
-}
-
-impl Default for VariablesLimits {
-    fn default() -> Self {
-        VariablesLimits {
-            // Far above what any operation of this graph sends (an order of
-            // 100 lines is ~5 KB; a router's 1,000 entity representations
-            // ~40 KB), far below the request body limit.
-            max_bytes: 256 * 1024,
-            // Input objects of this graph nest 3 levels at most.
-            max_depth: 32,
-        }
-    }
-}
-
-impl VariablesLimits {
-    /// What an exceeded limit says to the client.
-    pub fn message(exceeded: &Exceeded) -> String {
-        format!(
-            "`variables` has {} {}, more than the {} allowed",
-            exceeded.measured, exceeded.what, exceeded.limit
-        )
-    }
-
+impl Limits {
     /// Checks the JSON text of `variables`: its size, then its nesting
-    /// (measuring stops past the limit).
-    pub fn check(&self, json: &str) -> Result<(), Exceeded> {
-        check("VARIABLES_TOO_LARGE", "bytes", self.max_bytes, json.len())?;
-        check(
-            "VARIABLES_TOO_DEEP",
-            "levels of nested arrays and objects",
-            self.max_depth,
-            json_depth(json, self.max_depth.saturating_add(1)),
-        )
+    /// (measuring stops past the limit, unless the limit only measures).
+    pub fn check_variables(&self, json: &str) -> Result<(), Exceeded> {
+        self.enforce(check(
+            Limit::VariablesBytes,
+            self.max_variables_bytes,
+            json.len(),
+        ))?;
+        let stop = if self.measure_only.contains(Limit::VariablesDepth) {
+            usize::MAX
+        } else {
+            self.max_variables_depth.saturating_add(1)
+        };
+        self.enforce(check(
+            Limit::VariablesDepth,
+            self.max_variables_depth,
+            json_depth(json, stop),
+        ))
     }
 }
 
@@ -88,6 +64,7 @@ fn json_depth(json: &str, stop: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::measured_only_counts;
 
     #[test]
     fn depth_skips_strings_and_escapes() {
@@ -100,18 +77,35 @@ mod tests {
 
     #[test]
     fn size_then_depth_have_their_codes() {
-        let limits = VariablesLimits {
-            max_bytes: 100,
-            max_depth: 3,
+        let limits = Limits {
+            max_variables_bytes: 100,
+            max_variables_depth: 3,
+            ..Limits::default()
         };
-        assert!(limits.check(r#"{"ids": [[1], [2]]}"#).is_ok());
-        let err = limits.check(r#"{"a": [[[1]]]}"#).unwrap_err();
+        assert!(limits.check_variables(r#"{"ids": [[1], [2]]}"#).is_ok());
+        let err = limits.check_variables(r#"{"a": [[[1]]]}"#).unwrap_err();
         assert_eq!(
             (err.code, err.limit, err.measured),
             ("VARIABLES_TOO_DEEP", 3, 4)
         );
         let big = format!("{{\"ids\": [{}1]}}", "1,".repeat(100));
-        let err = limits.check(&big).unwrap_err();
-        assert_eq!((err.code, err.measured), ("VARIABLES_TOO_LARGE", big.len()));
+        let err = limits.check_variables(&big).unwrap_err();
+        assert_eq!(
+            (err.code, err.measured),
+            ("VARIABLES_TOO_LARGE", big.len() as u64)
+        );
+        assert!(err.message().starts_with("`variables` has"));
+    }
+
+    #[test]
+    fn measure_only_lets_variables_through_and_counts_them() {
+        let limits = Limits {
+            max_variables_depth: 2,
+            measure_only: [Limit::VariablesDepth].into_iter().collect(),
+            ..Limits::default()
+        };
+        let before = measured_only_counts()[Limit::VariablesDepth as usize].1;
+        assert!(limits.check_variables(r#"{"a": [[[[1]]]]}"#).is_ok());
+        assert!(measured_only_counts()[Limit::VariablesDepth as usize].1 > before);
     }
 }

@@ -10,6 +10,7 @@
 mod catalog;
 mod customers;
 mod orders;
+mod persisted;
 mod rows;
 pub mod seed;
 mod sql;

@@ -92,3 +92,17 @@ pub struct CountRow {
     pub parent_id: i64,
     pub count: i64,
 }
+
+/// A document of the operator registry (`persisted_documents`).
+#[derive(Clone, Debug, FromRow, PartialEq, Eq)]
+pub struct PersistedDocumentRow {
+    pub id: String,
+    /// `''` when every client may use it.
+    pub client: String,
+    pub sha256: String,
+    pub name: Option<String>,
+    pub operation_type: String,
+    pub body: String,
+    pub cost: i64,
+    pub registered_at: String,
+}

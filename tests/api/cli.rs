@@ -118,3 +118,83 @@ fn production_without_a_secret_refuses_to_start() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("JWT secret"));
 }
+
+#[test]
+fn persisted_import_list_and_remove_manage_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/commerce.db", dir.path().display());
+    let run = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .args(args)
+            .env("COMMERCE_GRAPH_DATABASE_URL", &database_url)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let workloads = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/persisted-queries/workloads.json"
+    );
+    let (ok, _, stderr) = run(&["persisted", "import", workloads]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("3 document(s) registered"), "{stderr}");
+
+    // Relay's format; one document invalid: nothing registered, each reason told.
+    let relay = dir.path().join("persisted-queries.json");
+    std::fs::write(
+        &relay,
+        json!({
+            "a1": "query Fine { categories { slug } }",
+            "b2": "query Broken { categories { nope } }",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(&["persisted", "import", relay.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("invalid: b2"), "{stderr}");
+    assert!(stderr.contains("nope"), "{stderr}");
+    assert!(stderr.contains("nothing was registered"), "{stderr}");
+
+    let (ok, listed, _) = run(&["persisted", "list"]);
+    assert!(ok);
+    let names: Vec<&str> = listed
+        .lines()
+        .map(|l| l.split('\t').nth(3).unwrap())
+        .collect();
+    assert_eq!(names, ["Catalog", "ProductPage", "AllOrders"]);
+    assert!(!listed.contains("a1"));
+
+    // Scoped to a client, then removed.
+    std::fs::write(
+        &relay,
+        json!({ "a1": "query Fine { categories { slug } }" }).to_string(),
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(&[
+        "persisted",
+        "import",
+        "--client",
+        "ios",
+        relay.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let (_, listed, _) = run(&["persisted", "list", "--json"]);
+    let documents: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let fine = documents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "a1")
+        .unwrap();
+    assert_eq!(fine["client"], "ios");
+    assert_eq!(fine["name"], "Fine");
+    let (ok, _, _) = run(&["persisted", "remove", "a1"]);
+    assert!(ok);
+    let (ok, _, stderr) = run(&["persisted", "remove", "a1"]);
+    assert!(!ok && stderr.contains("no registered document"), "{stderr}");
+}

@@ -22,8 +22,23 @@ async fn service_sdl_is_federation_v2_and_matches_the_checked_in_schema() {
         );
     }
     // Federation's auth directives, imported from the spec, on personal data.
-    assert!(sdl.contains("\"@authenticated\"]"));
-    assert!(!sdl.contains("directive @authenticated"));
+    // Federation's auth and demand-control directives, imported from the
+    // spec (v2.9 has @cost and @listSize), never defined locally.
+    let imports = sdl
+        .lines()
+        .find(|line| line.trim_start().starts_with("import: ["))
+        .unwrap();
+    for directive in ["@authenticated", "@requiresScopes", "@cost", "@listSize"] {
+        assert!(
+            imports.contains(&format!("\"{directive}\"")),
+            "{directive} imported"
+        );
+        assert!(!sdl.contains(&format!("directive {directive}")));
+    }
+    assert!(sdl.contains("url: \"https://specs.apollo.dev/federation/v2.9\""));
+    assert!(sdl.contains(
+        "sort: ProductSort! = ID_ASC): ProductConnection! @listSize(slicingArguments: [\"first\"]"
+    ));
     assert!(sdl.contains("type Order @authenticated"));
     assert!(sdl.contains("@requiresScopes(scopes: [[\"admin\"]])"));
     let checked_in = std::fs::read_to_string(concat!(

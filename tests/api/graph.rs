@@ -234,14 +234,28 @@ async fn lookups_by_sku_and_slug_find_what_listings_show() {
 #[tokio::test]
 async fn page_sizes_over_the_maximum_are_refused_not_clamped() {
     let app = TestApp::spawn().await;
+    // Refused before execution: no `data`, the limit and what was asked for.
     let reply = app
         .query("{ products(first: 101) { nodes { id } } }", json!({}), None)
         .await;
     assert_eq!(reply.error_codes(), ["PAGE_SIZE_EXCEEDED"]);
+    assert!(reply.body.get("data").is_none(), "{}", reply.body);
     let extensions = &reply.body["errors"][0]["extensions"];
     assert_eq!(extensions["limit"], 100);
-    assert_eq!(extensions["requested"], 101);
-    assert_eq!(reply.body["errors"][0]["path"], json!(["products"]));
+    assert_eq!(extensions["measured"], 101);
+    // A page size passed in a variable is checked the same way.
+    let through_variable = app
+        .query(
+            "query($n: Int!) { category(slug: \"games\") { products(first: $n) { nodes { id } } } }",
+            json!({ "n": 500 }),
+            None,
+        )
+        .await;
+    assert_eq!(through_variable.error_codes(), ["PAGE_SIZE_EXCEEDED"]);
+    assert_eq!(
+        through_variable.body["errors"][0]["extensions"]["measured"],
+        500
+    );
     let negative = app
         .query("{ products(first: -1) { nodes { id } } }", json!({}), None)
         .await;

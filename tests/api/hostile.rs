@@ -286,12 +286,26 @@ async fn deep_json_is_refused_or_skipped_without_recursing() {
     )
     .await;
 
-    // Nesting where the server does not look (an unknown key, `extensions`)
-    // is skipped without recursion: the request runs.
+    // `extensions` is parsed whole: serde_json's recursion limit refuses it
+    // cleanly.
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let body = format!(
-        "{{\"query\": \"{{ categories {{ id }} }}\", \"unknown\": {deep}, \"extensions\": {{\"x\": {deep}}}}}"
-    );
+    let body =
+        format!("{{\"query\": \"{{ categories {{ id }} }}\", \"extensions\": {{\"x\": {deep}}}}}");
+    let reply = assert_refused(
+        &app,
+        "10,000 nested lists in extensions",
+        post_body(&app, body),
+        400,
+        "BAD_REQUEST",
+    )
+    .await;
+    assert!(reply.body["errors"][0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("recursion limit")));
+
+    // Nesting where the server does not look (an unknown key) is skipped
+    // without recursion: the request runs.
+    let body = format!("{{\"query\": \"{{ categories {{ id }} }}\", \"unknown\": {deep}}}");
     let reply = Reply::from(post_body(&app, body).send().await.unwrap()).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(reply.data()["categories"].is_array());

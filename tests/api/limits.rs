@@ -3,6 +3,8 @@
 
 use serde_json::json;
 
+use commerce_graph::limits::Limit;
+
 use crate::helpers::{Reply, TestApp};
 
 fn nested(depth: usize) -> String {
@@ -156,8 +158,8 @@ async fn the_default_limits_let_the_workloads_and_graphiql_through() {
 #[tokio::test]
 async fn variables_are_bounded_in_size_and_nesting_on_post_and_get() {
     let app = TestApp::spawn_with(|c| {
-        c.variables_limits.max_bytes = 200;
-        c.variables_limits.max_depth = 3;
+        c.limits.max_variables_bytes = 200;
+        c.limits.max_variables_depth = 3;
     })
     .await;
     let query = "query($slug: String!) { category(slug: $slug) { slug } }";
@@ -201,4 +203,116 @@ async fn variables_are_bounded_in_size_and_nesting_on_post_and_get() {
     // Inside both limits: accepted.
     let ok = app.query(query, json!({ "slug": "kitchen" }), None).await;
     ok.data();
+}
+
+/// Cost of `PRODUCTS` in the model (`src/limits/cost.rs`): the connection 1,
+/// plus 10 nodes × (a product 1 + 5 reviews × 1), plus `totalCount` 10.
+const PRODUCTS: &str =
+    "products(first: 10) { nodes { id title reviews(first: 5) { rating } } totalCount }";
+const PRODUCTS_COST: u64 = 1 + 10 * (1 + 5) + 10;
+
+async fn with_cost_extension(app: &TestApp, query: &str, variables: serde_json::Value) -> Reply {
+    Reply::from(
+        app.client
+            .post(app.graphql_url())
+            .json(
+                &json!({ "query": query, "variables": variables, "extensions": { "cost": true } }),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_client_may_ask_for_the_cost_and_aliases_count_toward_it() {
+    let app = TestApp::spawn().await;
+    let one = with_cost_extension(&app, &format!("{{ {PRODUCTS} }}"), json!({})).await;
+    one.data();
+    let cost = &one.body["extensions"]["cost"];
+    assert_eq!(cost["requestedQueryCost"], PRODUCTS_COST, "{}", one.body);
+    assert_eq!(cost["maximumQueryCost"], 5_000);
+
+    // An alias is another call of the field.
+    let twice = with_cost_extension(
+        &app,
+        &format!("{{ a: {PRODUCTS} b: {PRODUCTS} }}"),
+        json!({}),
+    )
+    .await;
+    twice.data();
+    assert_eq!(
+        twice.body["extensions"]["cost"]["requestedQueryCost"],
+        2 * PRODUCTS_COST
+    );
+
+    // The page size comes from the variables when it is one.
+    let sized = with_cost_extension(
+        &app,
+        "query($n: Int!) { products(first: $n) { nodes { id } } }",
+        json!({ "n": 40 }),
+    )
+    .await;
+    assert_eq!(sized.body["extensions"]["cost"]["requestedQueryCost"], 41);
+
+    // Not asked for: not sent.
+    let plain = app
+        .query(&format!("{{ {PRODUCTS} }}"), json!({}), None)
+        .await;
+    assert!(
+        plain.body["extensions"].get("cost").is_none(),
+        "{}",
+        plain.body
+    );
+}
+
+#[tokio::test]
+async fn an_operation_over_the_cost_limit_is_refused_before_execution() {
+    let app = TestApp::spawn_with(|c| c.limits.max_cost = 100).await;
+    let reply = refused(&app, &format!("{{ a: {PRODUCTS} b: {PRODUCTS} }}")).await;
+    assert_eq!(reply.error_codes(), ["QUERY_TOO_COMPLEX"]);
+    let extensions = &reply.body["errors"][0]["extensions"];
+    assert_eq!(extensions["limit"], 100);
+    assert_eq!(extensions["measured"], 2 * PRODUCTS_COST);
+    // One of them fits.
+    app.query(&format!("{{ {PRODUCTS} }}"), json!({}), None)
+        .await
+        .data();
+}
+
+#[tokio::test]
+async fn a_measure_only_limit_lets_the_operation_run() {
+    let app = TestApp::spawn_with(|c| {
+        c.limits.max_cost = 100;
+        c.limits.max_root_fields = 2;
+        c.limits.measure_only = [Limit::Cost].into_iter().collect();
+    })
+    .await;
+    let reply = with_cost_extension(
+        &app,
+        &format!("{{ a: {PRODUCTS} b: {PRODUCTS} }}"),
+        json!({}),
+    )
+    .await;
+    reply.data();
+    assert_eq!(
+        reply.body["extensions"]["cost"]["requestedQueryCost"],
+        2 * PRODUCTS_COST
+    );
+    // The other limits still refuse.
+    let wide = refused(&app, "{ a: __typename b: __typename c: __typename }").await;
+    assert_eq!(wide.error_codes(), ["TOO_MANY_ROOT_FIELDS"]);
+}
+
+#[tokio::test]
+async fn circular_introspection_is_refused() {
+    let app = TestApp::spawn().await;
+    let reply = refused(
+        &app,
+        "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }",
+    )
+    .await;
+    assert_eq!(reply.error_codes(), ["INTROSPECTION_TOO_DEEP"]);
+    assert_eq!(reply.body["errors"][0]["extensions"]["limit"], 3);
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: each spawns the server and talks HTTP to it.
 
 mod auth;
+mod caching;
 mod cli;
 mod federation;
 mod graph;
@@ -9,4 +10,6 @@ mod hostile;
 mod http;
 mod limits;
 mod manifests;
+mod persisted;
+mod posture;
 mod writes;

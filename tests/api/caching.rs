@@ -1,0 +1,126 @@
+//! HTTP caching of GraphQL answers: `Cache-Control` from the fields'
+//! hints, `ETag` and `304 Not Modified`, and never public when personal.
+
+use serde_json::json;
+
+use crate::helpers::{Reply, TestApp};
+
+async fn get(app: &TestApp, query: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = app.get_graphql().query(&[("query", query)]);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn catalog_answers_are_public_for_their_shortest_hint() {
+    let app = TestApp::spawn().await;
+    let categories = get(&app, "{ categories { slug } }", None).await;
+    assert_eq!(header(&categories, "cache-control"), "public, max-age=300");
+    let vary = header(&categories, "vary");
+    assert!(
+        vary.contains("authorization") && vary.contains("accept"),
+        "{vary}"
+    );
+    let listing = get(
+        &app,
+        "{ products(first: 3) { nodes { title inventory { available } } } }",
+        None,
+    )
+    .await;
+    assert_eq!(header(&listing, "cache-control"), "public, max-age=5");
+    let product = get(
+        &app,
+        "{ product(id: \"1\") { title reviews(first: 2) { author { name } } } }",
+        None,
+    )
+    .await;
+    assert_eq!(header(&product, "cache-control"), "public, max-age=60");
+}
+
+#[tokio::test]
+async fn personal_failed_and_authenticated_answers_are_not_public() {
+    let app = TestApp::spawn().await;
+    let token = app.customer_token(1);
+    let me = get(&app, "{ me { name } }", Some(&token)).await;
+    assert_eq!(header(&me, "cache-control"), "no-store");
+    assert!(header(&me, "etag").is_empty());
+    // A public field next to a personal one.
+    let mixed = get(&app, "{ categories { slug } me { email } }", Some(&token)).await;
+    assert_eq!(header(&mixed, "cache-control"), "no-store");
+    // The catalog seen with a token: only the client may keep it.
+    let signed_in = get(&app, "{ categories { slug } }", Some(&token)).await;
+    assert_eq!(header(&signed_in, "cache-control"), "private, max-age=300");
+    // Any error: nothing stored.
+    let failed = get(&app, "{ me { name } }", None).await;
+    assert_eq!(header(&failed, "cache-control"), "no-store");
+    let invalid = get(&app, "{ categories { nope } }", None).await;
+    assert_eq!(header(&invalid, "cache-control"), "no-store");
+    // Writes and introspection are never cached.
+    let reply = Reply::from(
+        app.client
+            .post(app.graphql_url())
+            .bearer_auth(&token)
+            .json(&json!({ "query": "mutation { addReview(input: { productId: \"1\", rating: 5, text: \"ok\" }) { id } }" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.headers["cache-control"], "no-store", "{}", reply.body);
+    let schema = get(&app, "{ __schema { queryType { name } } }", None).await;
+    assert_eq!(header(&schema, "cache-control"), "no-store");
+}
+
+#[tokio::test]
+async fn etags_let_clients_revalidate_with_304() {
+    let app = TestApp::spawn().await;
+    let query = "{ categories { slug } }";
+    let first = get(&app, query, None).await;
+    let tag = header(&first, "etag");
+    assert!(tag.starts_with('"') && tag.len() == 34, "{tag}");
+    let body = first.text().await.unwrap();
+    let again = get(&app, query, None).await;
+    assert_eq!(header(&again, "etag"), tag, "the same answer, the same tag");
+
+    let revalidated = app
+        .get_graphql()
+        .query(&[("query", query)])
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+    assert_eq!(header(&revalidated, "etag"), tag);
+    assert_eq!(header(&revalidated, "cache-control"), "public, max-age=300");
+    assert!(revalidated.text().await.unwrap().is_empty());
+
+    let changed = app
+        .get_graphql()
+        .query(&[("query", query)])
+        .header("if-none-match", "\"something-else\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.text().await.unwrap(), body);
+}
+
+#[tokio::test]
+async fn operators_can_cap_every_max_age() {
+    let app = TestApp::spawn_with(|c| c.max_cache_age = Some(2)).await;
+    let categories = get(&app, "{ categories { slug } }", None).await;
+    assert_eq!(header(&categories, "cache-control"), "public, max-age=2");
+    let off = TestApp::spawn_with(|c| c.max_cache_age = Some(0)).await;
+    let categories = get(&off, "{ categories { slug } }", None).await;
+    assert_eq!(header(&categories, "cache-control"), "no-store");
+}
