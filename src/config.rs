@@ -134,6 +134,11 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_CACHE_AGE")]
     pub max_cache_age: Option<u32>,
 
+    /// Memory for the in-process cache of public answers, in bytes; 0 turns
+    /// it off [default: 67108864].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RESPONSE_CACHE_BYTES")]
+    pub response_cache_bytes: Option<u64>,
+
     /// Seed the demo data into an empty database when serving
     /// [default: on in development].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_SEED_ON_START")]
@@ -257,6 +262,7 @@ struct FileSettings {
     graphiql: Option<bool>,
     persisted_queries: Option<PersistedMode>,
     max_cache_age: Option<u32>,
+    response_cache_bytes: Option<u64>,
     seed_on_start: Option<bool>,
     log_format: Option<LogFormat>,
     expose_sql_statements: Option<bool>,
@@ -299,6 +305,8 @@ pub struct Config {
     pub persisted_queries: PersistedMode,
     /// Caps every response's `max-age` (seconds).
     pub max_cache_age: Option<u32>,
+    /// Memory of the response cache (0: off).
+    pub response_cache_bytes: u64,
     pub seed_on_start: bool,
     pub log_format: LogFormat,
     pub expose_sql_statements: bool,
@@ -431,6 +439,10 @@ impl Config {
                 .collect(),
             graphiql: settings.graphiql.or(file.graphiql).unwrap_or(development),
             max_cache_age: settings.max_cache_age.or(file.max_cache_age),
+            response_cache_bytes: settings
+                .response_cache_bytes
+                .or(file.response_cache_bytes)
+                .unwrap_or(64 * 1024 * 1024),
             persisted_queries: settings
                 .persisted_queries
                 .or(file.persisted_queries)

@@ -29,6 +29,9 @@ pub enum Hint {
     Inherit,
     /// Personal data: never stored anywhere.
     Personal,
+    /// The router's `_entities`: as cacheable as the entity types it selects
+    /// (their hints apply through the type conditions).
+    Entities,
 }
 
 /// Catalog data changes when operators edit it, and mutations invalidate
@@ -59,6 +62,7 @@ pub const HINTS: &[(&str, Hint)] = &[
     ("OrderEdge", Hint::Personal),
     ("Query.me", Hint::Personal),
     ("PlaceOrderPayload", Hint::Personal),
+    ("Query._entities", Hint::Entities),
 ];
 
 /// What a document allows, before the answer is known.
@@ -146,6 +150,25 @@ impl<'a> Walk<'a> {
         self.policy.personal |= personal;
     }
 
+    /// A type condition on another type than the parent's (a member of
+    /// `_entities`' union): that type's hint applies to what is selected on it.
+    fn enter_type(&mut self, on: &str, parent: &str, inherited: Option<u32>) -> Option<u32> {
+        if on == parent {
+            return inherited;
+        }
+        match hint(on) {
+            Some(Hint::Public(age)) => {
+                self.apply(Some(age), false);
+                Some(age)
+            }
+            Some(Hint::Personal) => {
+                self.apply(Some(0), true);
+                Some(0)
+            }
+            _ => inherited,
+        }
+    }
+
     /// `inherited`: the age of the field this selection hangs from, for
     /// value objects.
     fn selection_set(
@@ -178,7 +201,7 @@ impl<'a> Walk<'a> {
                             continue;
                         }
                         Some(Hint::Public(age)) => Some(age),
-                        Some(Hint::Inherit) => inherited,
+                        Some(Hint::Inherit) | Some(Hint::Entities) => inherited,
                         // A root field or an object without a hint: not
                         // cacheable. A leaf takes its parent's age.
                         None if root || composite => Some(0),
@@ -200,6 +223,7 @@ impl<'a> Walk<'a> {
                         .type_condition
                         .as_ref()
                         .map_or(parent, |c| c.node.on.node.as_str());
+                    let inherited = self.enter_type(on, parent, inherited);
                     self.selection_set(on, &fragment.node.selection_set.node, inherited, root);
                 }
                 Selection::FragmentSpread(spread) => {
@@ -210,6 +234,7 @@ impl<'a> Walk<'a> {
                     }
                     if let Some(fragment) = self.document.fragments.get(name) {
                         let on = fragment.node.type_condition.node.on.node.as_str();
+                        let inherited = self.enter_type(on, parent, inherited);
                         self.selection_set(on, &fragment.node.selection_set.node, inherited, root);
                     }
                 }
@@ -260,6 +285,18 @@ mod tests {
             policy_of("query { ...F } fragment F on Query { me { id } }").personal,
             "through fragments"
         );
+    }
+
+    #[test]
+    fn entities_are_as_cacheable_as_the_types_selected() {
+        let products = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Product { title price { amount } } } }";
+        assert_eq!(policy_of(products), public(60));
+        let customers =
+            "query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { email } } }";
+        assert!(policy_of(customers).personal);
+        let orders =
+            "query($r: [_Any!]!) { _entities(representations: $r) { ... on Order { id } } }";
+        assert!(policy_of(orders).personal);
     }
 
     #[test]

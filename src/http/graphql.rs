@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::{ServerError, Value, Variables};
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::problem::{codes, Problem};
+use super::response_cache::{Cached, ResponseCache};
 use super::{graphiql, AppState, REQUEST_ID};
 use crate::auth::Viewer;
 use crate::graph::{self, RouterAccess};
@@ -594,10 +595,13 @@ fn read_extensions(extensions: Option<&RawValue>) -> Result<Option<JsonObject>, 
 }
 
 /// Reads `variables`: measured against the limits on its JSON text, then
-/// parsed (an absent or null `variables` is no variables).
-fn read_variables(app: &AppState, variables: Option<&RawValue>) -> Result<Variables, Problem> {
+/// parsed, to an object or null (absent or null `variables` is no variables).
+fn read_variables(
+    app: &AppState,
+    variables: Option<&RawValue>,
+) -> Result<serde_json::Value, Problem> {
     let Some(raw) = variables else {
-        return Ok(Variables::default());
+        return Ok(serde_json::Value::Null);
     };
     let text = raw.get().trim();
     app.config
@@ -607,9 +611,16 @@ fn read_variables(app: &AppState, variables: Option<&RawValue>) -> Result<Variab
     match text.as_bytes().first() {
         Some(b'{') => serde_json::from_str(text)
             .map_err(|e| bad_request(format!("`variables` cannot be read: {e}"))),
-        _ if text == "null" => Ok(Variables::default()),
+        _ if text == "null" => Ok(serde_json::Value::Null),
         _ => Err(bad_request("`variables` must be a JSON object")),
     }
+}
+
+/// A request ready to run, with the JSON the response cache keys it by.
+struct Prepared {
+    request: async_graphql::Request,
+    variables: serde_json::Value,
+    extensions: serde_json::Value,
 }
 
 /// Checks the parameters and builds the GraphQL request: the document (sent,
@@ -622,12 +633,13 @@ async fn prepare(
     headers: &HeaderMap,
     params: Params,
     method: &Method,
-) -> Result<async_graphql::Request, Problem> {
+) -> Result<Prepared, Problem> {
     let extensions = read_extensions(params.extensions.as_deref())?;
     let resolved = resolve_document(app, headers, &params, extensions.as_ref()).await?;
     let variables = read_variables(app, params.variables.as_deref())?;
     let operation_name = params.operation_name.filter(|n| !n.is_empty());
-    let mut request = async_graphql::Request::new(resolved.query.to_string()).variables(variables);
+    let mut request = async_graphql::Request::new(resolved.query.to_string())
+        .variables(Variables::from_json(variables.clone()));
     if let Some(registered) = &resolved.registered {
         request = request.data(graph::Vetted {
             cost: registered.cost,
@@ -662,12 +674,16 @@ async fn prepare(
     if let Some(name) = operation_name {
         request = request.operation_name(name);
     }
-    for (key, value) in extensions.into_iter().flatten() {
-        if let Ok(value) = Value::from_json(value) {
-            request.extensions.insert(key, value);
+    for (key, value) in extensions.iter().flatten() {
+        if let Ok(value) = Value::from_json(value.clone()) {
+            request.extensions.insert(key.clone(), value);
         }
     }
-    Ok(request)
+    Ok(Prepared {
+        request,
+        variables,
+        extensions: extensions.map_or(serde_json::Value::Null, serde_json::Value::Object),
+    })
 }
 
 #[derive(Serialize)]
@@ -694,11 +710,30 @@ async fn execute(
         Err(problem) => return problem.into_response(request_id, content_type),
     };
     let viewer_is_authenticated = viewer.is_authenticated();
-    let request = match prepare(app, headers, params, &method).await {
-        Ok(request) => request,
+    let Prepared {
+        request,
+        variables: variables_json,
+        extensions: extensions_json,
+    } = match prepare(app, headers, params, &method).await {
+        Ok(prepared) => prepared,
         Err(problem) => return problem.into_response(request_id, content_type),
     };
     let router = router_access(app, headers);
+    // Anonymous answers may come from (and go to) the response cache.
+    let cache_key = (!viewer_is_authenticated && app.config.response_cache_bytes > 0).then(|| {
+        ResponseCache::key(
+            &request.query,
+            request.operation_name.as_deref(),
+            &variables_json,
+            &extensions_json,
+            // The router may be answered what others are refused.
+            &format!("{content_type};{router:?}"),
+        )
+    });
+    if let Some(hit) = cache_key.and_then(|key| app.response_cache.get(&key)) {
+        return cached_response(app, headers, &hit);
+    }
+    let entity_keys = representations(&variables_json);
     let (request, scope) =
         graph::RequestScope::new(request, &app.store, viewer, router, &app.config.posture);
     let mut response = scope.execute(&app.schema, request).await;
@@ -722,6 +757,20 @@ async fn execute(
     } else {
         StatusCode::OK
     };
+    let policy = scope.cache_policy.get().map(|mut policy| {
+        if let Some(cap) = app.config.max_cache_age {
+            policy.max_age = policy.max_age.min(cap);
+        }
+        policy
+    });
+    let cache_control = cache_control(
+        policy,
+        executed && response.errors.is_empty(),
+        viewer_is_authenticated,
+    );
+    if router == RouterAccess::Verified && cache_control.is_cacheable() {
+        add_router_cache_tags(&mut response.extensions, &scope.store, &entity_keys);
+    }
     let body = Body_ {
         errors: &response.errors,
         data: executed.then_some(&response.data),
@@ -739,25 +788,15 @@ async fn execute(
             .into_response(request_id, content_type);
         }
     };
-    let policy = scope.cache_policy.get().map(|mut policy| {
-        if let Some(cap) = app.config.max_cache_age {
-            policy.max_age = policy.max_age.min(cap);
-        }
-        policy
-    });
-    let cache_control = cache_control(
-        policy,
-        executed && response.errors.is_empty(),
-        viewer_is_authenticated,
-    );
     let etag = cache_control.is_cacheable().then(|| etag(&bytes));
     let not_modified = etag
         .as_deref()
         .is_some_and(|tag| if_none_match(headers, tag));
+    let body_bytes = Bytes::from(bytes);
     let mut http = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (status, bytes).into_response()
+        (status, body_bytes.clone()).into_response()
     };
     let out = http.headers_mut();
     if !not_modified {
@@ -766,8 +805,37 @@ async fn execute(
     if let Ok(value) = HeaderValue::from_str(&cache_control.to_string()) {
         out.insert(header::CACHE_CONTROL, value);
     }
-    if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+    if let Some(tag) = etag.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
         out.insert(header::ETAG, tag);
+    }
+    let tags = scope.store.tags();
+    let written = tags.tags_written();
+    if !written.is_empty() {
+        let purged = app.response_cache.purge(&written);
+        tracing::debug!(tags = ?written, purged, "purged cached answers");
+        if let Ok(value) = HeaderValue::from_str(&written.join(" ")) {
+            // What a CDN in front should purge too.
+            out.insert(PURGE_KEYS, value);
+        }
+    }
+    if let (CacheControl::Public(max_age), Some(tag)) = (cache_control, etag) {
+        let read = tags.tags_read();
+        if let Ok(value) = HeaderValue::from_str(&read.join(" ")) {
+            out.insert(SURROGATE_KEY, value);
+        }
+        if let (Some(key), false) = (cache_key, not_modified) {
+            app.response_cache.insert(
+                key,
+                Cached {
+                    body: body_bytes,
+                    content_type,
+                    max_age,
+                    etag: tag,
+                    tags: read,
+                    stored: std::time::Instant::now(),
+                },
+            );
+        }
     }
     out.insert(
         header::VARY,
@@ -780,6 +848,114 @@ async fn execute(
         );
     }
     http
+}
+
+/// The cache tags of a cacheable answer (Fastly's and others' header for
+/// purging by tag).
+const SURROGATE_KEY: &str = "surrogate-key";
+/// The tags a write changed: what a CDN in front should purge.
+const PURGE_KEYS: &str = "x-purge-surrogate-keys";
+
+/// An answer from the response cache: no parsing, no database.
+fn cached_response(app: &AppState, headers: &HeaderMap, hit: &Cached) -> Response {
+    let not_modified = if_none_match(headers, &hit.etag);
+    let mut http = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, hit.body.clone()).into_response()
+    };
+    let out = http.headers_mut();
+    if !not_modified {
+        out.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(hit.content_type),
+        );
+    }
+    let cache_control = CacheControl::Public(hit.max_age).to_string();
+    for (name, value) in [
+        (header::CACHE_CONTROL, cache_control),
+        (header::ETAG, hit.etag.clone()),
+        (header::AGE, hit.age().to_string()),
+        (
+            header::HeaderName::from_static(SURROGATE_KEY),
+            hit.tags.join(" "),
+        ),
+        (header::VARY, "accept, authorization".to_string()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            out.insert(name, value);
+        }
+    }
+    if app.config.expose_sql_statements {
+        out.insert("x-sql-statements", HeaderValue::from(0));
+    }
+    http
+}
+
+/// `(typename, id)` of each representation an `_entities` request sends:
+/// the variable routers name `representations`, else the first list of
+/// objects with a `__typename`.
+fn representations(variables: &serde_json::Value) -> Vec<(String, String)> {
+    let is_representations = |v: &serde_json::Value| {
+        v.as_array()
+            .is_some_and(|items| items.first().is_some_and(|i| i.get("__typename").is_some()))
+    };
+    let Some(serde_json::Value::Array(list)) = variables.get("representations").or_else(|| {
+        variables
+            .as_object()
+            .and_then(|o| o.values().find(|v| is_representations(v)))
+    }) else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|r| {
+            let typename = r.get("__typename").and_then(|t| t.as_str()).unwrap_or("");
+            let id = match r.get("id") {
+                Some(serde_json::Value::String(id)) => id.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            (typename.to_string(), id)
+        })
+        .collect()
+}
+
+/// The cache tags in the form Apollo Router's response cache reads from a
+/// subgraph: `apolloCacheTags` for the root fields (what the answer read)
+/// and, for `_entities`, `apolloEntityCacheTags` (one list per
+/// representation, in order), so the router can keep entities and purge
+/// them by the same tags the server and CDNs use.
+fn add_router_cache_tags(
+    extensions: &mut BTreeMap<String, Value>,
+    store: &crate::store::Store,
+    entities: &[(String, String)],
+) {
+    use crate::store::tags;
+    let read: Vec<Value> = store
+        .tags()
+        .tags_read()
+        .into_iter()
+        .map(Value::from)
+        .collect();
+    if entities.is_empty() {
+        extensions.insert("apolloCacheTags".into(), Value::List(read));
+        return;
+    }
+    let per_entity = entities
+        .iter()
+        .map(|(typename, id)| {
+            let id: Option<i64> = id.parse().ok();
+            let names = match (typename.as_str(), id) {
+                ("Product", Some(id)) => {
+                    vec![tags::product(id), tags::inventory(id), tags::reviews(id)]
+                }
+                ("Customer", Some(id)) => vec![tags::customer(id)],
+                _ => Vec::new(),
+            };
+            Value::List(names.into_iter().map(Value::from).collect())
+        })
+        .collect();
+    extensions.insert("apolloEntityCacheTags".into(), Value::List(per_entity));
 }
 
 /// The `Cache-Control` of a GraphQL response.

@@ -6,6 +6,7 @@ mod admin;
 pub mod graphiql;
 pub mod graphql;
 mod problem;
+pub mod response_cache;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub config: Arc<Config>,
     pub registry: PersistedQueryRegistry,
+    pub response_cache: response_cache::ResponseCache,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
         let schema = graph::build_schema(config.limits, config.posture);
         Ok(AppState {
             registry: PersistedQueryRegistry::new(store.clone(), schema.clone(), config.limits),
+            response_cache: response_cache::ResponseCache::new(config.response_cache_bytes),
             schema,
             jwt: Arc::new(config.jwt_keys()?),
             store,

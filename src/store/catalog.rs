@@ -1,7 +1,7 @@
 //! Catalog reads: products, categories, images, inventory, reviews.
 
+use super::{tags, Sql, Store, StoreError};
 use super::{CategoryRow, CountRow, ImageRow, InventoryRow, ProductRow, ReviewRow, ReviewStatsRow};
-use super::{Sql, Store, StoreError};
 
 const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.title, p.description, p.price_cents, p.currency, \
      p.category_id, p.created_at, p.updated_at";
@@ -149,6 +149,7 @@ fn escape_like(term: &str) -> String {
 
 impl Store {
     pub async fn products_by_ids(&self, ids: &[i64]) -> Result<Vec<ProductRow>, StoreError> {
+        self.tags.read(ids.iter().map(|&id| tags::product(id)));
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(MAX_IDS_PER_STATEMENT) {
             let mut sql = Sql::new("");
@@ -171,12 +172,15 @@ impl Store {
             ));
             out.extend(self.fetch_all(sql).await?);
         }
+        self.tags
+            .read(out.iter().map(|row: &ProductRow| tags::product(row.id)));
         Ok(out)
     }
 
     /// One page of the product listing, in one statement (no OFFSET: the
     /// position is a keyset condition, so deep pages cost what the first does).
     pub async fn products_page(&self, page: &ProductPage) -> Result<Vec<ProductRow>, StoreError> {
+        self.tags.read([tags::PRODUCTS.to_string()]);
         let mut sql = Sql::new(&format!(
             "SELECT {PRODUCT_COLUMNS} FROM products p WHERE 1 = 1"
         ));
@@ -194,6 +198,7 @@ impl Store {
         category_ids: &[i64],
         page: &ProductPage,
     ) -> Result<Vec<ProductRow>, StoreError> {
+        self.tags.read([tags::PRODUCTS.to_string()]);
         let mut out = Vec::new();
         for chunk in category_ids.chunks(MAX_IDS_PER_STATEMENT) {
             let mut sql = Sql::new("");
@@ -216,6 +221,7 @@ impl Store {
     }
 
     pub async fn products_count(&self, filter: &ProductFilter) -> Result<i64, StoreError> {
+        self.tags.read([tags::PRODUCTS.to_string()]);
         let mut sql = Sql::new("SELECT COUNT(*) FROM products p WHERE 1 = 1");
         push_filter(&mut sql, filter);
         let (count,): (i64,) = self.fetch_one(sql).await?;
@@ -227,6 +233,7 @@ impl Store {
         category_ids: &[i64],
         filter: &ProductFilter,
     ) -> Result<Vec<CountRow>, StoreError> {
+        self.tags.read([tags::PRODUCTS.to_string()]);
         let mut out = Vec::new();
         for chunk in category_ids.chunks(MAX_IDS_PER_STATEMENT) {
             let mut sql = Sql::new("");
@@ -243,6 +250,7 @@ impl Store {
     }
 
     pub async fn categories_all(&self) -> Result<Vec<CategoryRow>, StoreError> {
+        self.tags.read([tags::CATEGORIES.to_string()]);
         self.fetch_all(Sql::new(
             "SELECT id, name, slug FROM categories ORDER BY name, id",
         ))
@@ -250,6 +258,7 @@ impl Store {
     }
 
     pub async fn categories_by_ids(&self, ids: &[i64]) -> Result<Vec<CategoryRow>, StoreError> {
+        self.tags.read(ids.iter().map(|&id| tags::category(id)));
         let mut out = Vec::new();
         for chunk in ids.chunks(MAX_IDS_PER_STATEMENT) {
             let mut sql = Sql::new("");
@@ -266,6 +275,7 @@ impl Store {
         &self,
         slugs: &[String],
     ) -> Result<Vec<CategoryRow>, StoreError> {
+        self.tags.read([tags::CATEGORIES.to_string()]);
         let mut out = Vec::new();
         for chunk in slugs.chunks(MAX_IDS_PER_STATEMENT) {
             let mut sql = Sql::new("");
@@ -282,6 +292,8 @@ impl Store {
         &self,
         product_ids: &[i64],
     ) -> Result<Vec<InventoryRow>, StoreError> {
+        self.tags
+            .read(product_ids.iter().map(|&id| tags::inventory(id)));
         let mut out = Vec::new();
         for chunk in product_ids.chunks(MAX_IDS_PER_STATEMENT) {
             let mut sql = Sql::new("");
@@ -301,6 +313,8 @@ impl Store {
         product_ids: &[i64],
         limit: i64,
     ) -> Result<Vec<ImageRow>, StoreError> {
+        self.tags
+            .read(product_ids.iter().map(|&id| tags::product(id)));
         let mut out = Vec::new();
         for chunk in product_ids.chunks(MAX_IDS_PER_STATEMENT) {
             let mut sql = Sql::new("");
@@ -325,6 +339,8 @@ impl Store {
         limit: i64,
         before: Option<i64>,
     ) -> Result<Vec<ReviewRow>, StoreError> {
+        self.tags
+            .read(product_ids.iter().map(|&id| tags::reviews(id)));
         let mut out = Vec::new();
         for chunk in product_ids.chunks(MAX_IDS_PER_STATEMENT) {
             let mut sql = Sql::new("");
@@ -364,6 +380,8 @@ impl Store {
         &self,
         product_ids: &[i64],
     ) -> Result<Vec<ReviewStatsRow>, StoreError> {
+        self.tags
+            .read(product_ids.iter().map(|&id| tags::reviews(id)));
         let mut out = Vec::new();
         for chunk in product_ids.chunks(MAX_IDS_PER_STATEMENT) {
             let mut sql = Sql::new("");

@@ -1,10 +1,11 @@
 //! Customer reads.
 
 use super::catalog::MAX_IDS_PER_STATEMENT;
-use super::{CustomerRow, Sql, Store, StoreError};
+use super::{tags, CustomerRow, Sql, Store, StoreError};
 
 impl Store {
     pub async fn customers_by_ids(&self, ids: &[i64]) -> Result<Vec<CustomerRow>, StoreError> {
+        self.tags.read(ids.iter().map(|&id| tags::customer(id)));
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(MAX_IDS_PER_STATEMENT) {
             let mut sql = Sql::new("");

@@ -14,6 +14,7 @@ mod persisted;
 mod rows;
 pub mod seed;
 mod sql;
+pub mod tags;
 mod writes;
 
 use std::path::Path;
@@ -79,6 +80,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     statements: Arc<AtomicUsize>,
+    tags: tags::TagLog,
 }
 
 impl Store {
@@ -111,6 +113,7 @@ impl Store {
             pool,
             backend,
             statements: Arc::new(AtomicUsize::new(0)),
+            tags: Default::default(),
         })
     }
 
@@ -121,7 +124,13 @@ impl Store {
             pool: self.pool.clone(),
             backend: self.backend,
             statements: Arc::new(AtomicUsize::new(0)),
+            tags: Default::default(),
         }
+    }
+
+    /// What this handle (a request's) read and wrote, as cache tags.
+    pub fn tags(&self) -> &tags::TagLog {
+        &self.tags
     }
 
     pub fn backend(&self) -> Backend {

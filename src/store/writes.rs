@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow, Transaction};
 
-use super::{now_timestamp, InventoryRow, Sql, Store, StoreError};
+use super::{now_timestamp, tags, InventoryRow, Sql, Store, StoreError};
 
 /// One line of an order to place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +149,10 @@ impl Store {
         lines: &[NewOrderLine],
     ) -> Result<Placed, WriteError> {
         let hash = request_hash(lines);
+        // Stock of these products may change (a refused order changes nothing,
+        // and a purge of too much is harmless).
+        self.tags
+            .wrote(lines.iter().map(|line| tags::inventory(line.product_id)));
         match self.insert_order(customer_id, key, &hash, lines).await {
             Err(error) if is_unique_violation(&error) => {
                 // Another call with this key committed first (or earlier):
@@ -359,6 +363,8 @@ impl Store {
             let id = sql.bind(order_id);
             sql.push(&id);
             let allocations: Vec<AllocationRow> = self.tx_fetch_all(&mut tx, sql).await?;
+            self.tags
+                .wrote(allocations.iter().map(|a| tags::inventory(a.product_id)));
             for allocation in allocations {
                 let mut sql = Sql::new("UPDATE inventory SET available = available + ");
                 let q = sql.bind(allocation.quantity);
@@ -380,6 +386,7 @@ impl Store {
         rating: i64,
         body: &str,
     ) -> Result<i64, WriteError> {
+        self.tags.wrote([tags::reviews(product_id)]);
         let mut sql = Sql::new(
             "INSERT INTO reviews (product_id, customer_id, rating, body, created_at) SELECT ",
         );
@@ -406,6 +413,8 @@ impl Store {
     }
 
     pub async fn set_product_price(&self, product_id: i64, cents: i64) -> Result<(), WriteError> {
+        self.tags
+            .wrote([tags::product(product_id), tags::PRODUCTS.to_string()]);
         let mut sql = Sql::new("UPDATE products SET price_cents = ");
         let c = sql.bind(cents);
         let now = sql.bind(now_timestamp());
@@ -431,6 +440,7 @@ impl Store {
         warehouse: &str,
         delta: i64,
     ) -> Result<InventoryRow, WriteError> {
+        self.tags.wrote([tags::inventory(product_id)]);
         let mut tx = self.pool().begin().await?;
         let mut sql = Sql::new("UPDATE inventory SET available = available + ");
         let d = sql.bind(delta);

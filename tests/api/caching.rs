@@ -124,3 +124,65 @@ async fn operators_can_cap_every_max_age() {
     let categories = get(&off, "{ categories { slug } }", None).await;
     assert_eq!(header(&categories, "cache-control"), "no-store");
 }
+
+const PRODUCT_PAGE: &str =
+    "{ product(id: \"1\") { title price { amount } inventory { available } } }";
+
+fn statements(response: &reqwest::Response) -> usize {
+    header(response, "x-sql-statements").parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_hot_public_answer_is_served_from_memory_without_the_database() {
+    let app = TestApp::spawn().await;
+    let first = get(&app, PRODUCT_PAGE, None).await;
+    assert!(statements(&first) > 0);
+    let keys = header(&first, "surrogate-key");
+    for tag in ["product:1", "inventory:1"] {
+        assert!(keys.split(' ').any(|k| k == tag), "{keys}");
+    }
+    let etag = header(&first, "etag");
+    let body = first.text().await.unwrap();
+
+    let second = get(&app, PRODUCT_PAGE, None).await;
+    assert_eq!(statements(&second), 0, "served from the response cache");
+    assert_eq!(header(&second, "etag"), etag);
+    assert_eq!(header(&second, "cache-control"), "public, max-age=5");
+    assert!(header(&second, "age").parse::<u32>().unwrap() <= 5);
+    assert_eq!(second.text().await.unwrap(), body);
+
+    // A token bypasses the shared cache: the answer may depend on who asks.
+    let signed_in = get(&app, PRODUCT_PAGE, Some(&app.customer_token(1))).await;
+    assert!(statements(&signed_in) > 0);
+}
+
+#[tokio::test]
+async fn a_price_change_purges_the_answers_that_contain_the_product() {
+    let app = TestApp::spawn().await;
+    let other = "{ product(id: \"2\") { title price { amount } } }";
+    let before: serde_json::Value = get(&app, PRODUCT_PAGE, None).await.json().await.unwrap();
+    get(&app, other, None).await;
+    assert_eq!(statements(&get(&app, PRODUCT_PAGE, None).await), 0);
+
+    let change = Reply::from(
+        app.client
+            .post(app.graphql_url())
+            .bearer_auth(app.admin_token())
+            .json(&json!({ "query": "mutation { setProductPrice(productId: \"1\", cents: 123456) { id } }" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    change.data();
+    let purge = change.headers["x-purge-surrogate-keys"].to_str().unwrap();
+    assert!(purge.split(' ').any(|k| k == "product:1"), "{purge}");
+
+    let after = get(&app, PRODUCT_PAGE, None).await;
+    assert!(statements(&after) > 0, "the stale answer is gone");
+    let after: serde_json::Value = after.json().await.unwrap();
+    assert_ne!(after, before);
+    assert_eq!(after["data"]["product"]["price"]["amount"], "1234.56");
+    // What did not contain the product stays cached.
+    assert_eq!(statements(&get(&app, other, None).await), 0);
+}

@@ -1,6 +1,6 @@
 //! The federation subgraph surface: `_service { sdl }` and `_entities`.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{Reply, TestApp};
 
@@ -229,4 +229,65 @@ async fn with_a_router_secret_only_the_router_reaches_entities_and_the_sdl() {
     app.query("{ categories { id } }", json!({}), None)
         .await
         .data();
+}
+
+#[tokio::test]
+async fn the_router_gets_cache_hints_and_tags_for_entities_and_root_fields() {
+    const SECRET: &str = "router-secret-0123456789";
+    let app = TestApp::spawn_with(|c| c.router_secret = Some(SECRET.into())).await;
+    let send = |body: Value| {
+        app.client
+            .post(app.graphql_url())
+            .header("x-router-secret", SECRET)
+            .json(&body)
+            .send()
+    };
+    let entities = Reply::from(
+        send(json!({
+            "query": "query($representations: [_Any!]!) { _entities(representations: $representations) { ... on Product { title price { amount } } } }",
+            "variables": { "representations": [
+                { "__typename": "Product", "id": "2" },
+                { "__typename": "Product", "id": "1" },
+            ] },
+        }))
+        .await
+        .unwrap(),
+    )
+    .await;
+    entities.data();
+    assert_eq!(entities.headers["cache-control"], "public, max-age=60");
+    assert_eq!(
+        entities.body["extensions"]["apolloEntityCacheTags"],
+        json!([
+            ["product:2", "inventory:2", "reviews:2"],
+            ["product:1", "inventory:1", "reviews:1"],
+        ])
+    );
+    let root = Reply::from(
+        send(json!({ "query": "{ product(id: \"3\") { title } }" }))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        root.body["extensions"]["apolloCacheTags"],
+        json!(["product:3"])
+    );
+    // Personal entities: no hints, no tags, nothing stored.
+    let orders = Reply::from(
+        send(json!({
+            "query": "query($r: [_Any!]!) { _entities(representations: $r) { ... on Order { id } } }",
+            "variables": { "r": [{ "__typename": "Order", "id": "1" }] },
+        }))
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(orders.headers["cache-control"], "no-store");
+    assert!(orders.body.get("extensions").is_none(), "{}", orders.body);
+    // Other callers never see the tags.
+    let client = app
+        .query("{ product(id: \"3\") { title } }", json!({}), None)
+        .await;
+    assert!(client.body.get("extensions").is_none());
 }
