@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use crate::graph::{Introspection, Posture};
-use crate::limits::{Limit, LimitSet, Limits};
+use crate::limits::{Limit, LimitSet, Limits, MOST_VARIABLES_DEPTH};
 use crate::persisted::PersistedMode;
 
 /// The JWT secret used when none is configured, in development only.
@@ -178,6 +178,22 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_TOKENS")]
     pub max_tokens: Option<usize>,
 
+    /// Largest `variables` JSON of a request, in bytes [default: 262144].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_VARIABLES_BYTES")]
+    pub max_variables_bytes: Option<usize>,
+
+    /// Deepest nesting of arrays and objects in `variables`, at most 100
+    /// [default: 32].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_VARIABLES_DEPTH")]
+    pub max_variables_depth: Option<usize>,
+
+    /// Refuse requests a browser could send cross-origin without a CORS
+    /// preflight: no content type or a "simple" one, and none of
+    /// `x-graphql-csrf`, `apollo-require-preflight`, `x-apollo-operation-name`
+    /// [default: on].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_CSRF_PREVENTION")]
+    pub csrf_prevention: Option<bool>,
+
     /// Most points of estimated cost an operation may have (a list costs its
     /// page size times its elements) [default: 5000].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_COST")]
@@ -189,7 +205,8 @@ pub struct Settings {
 
     /// Limits that only measure (log and count, never refuse), comma-separated:
     /// depth, fields, aliases, root-fields, directives, document-bytes, tokens,
-    /// introspection-depth, page-size, cost, or all [default: none].
+    /// introspection-depth, page-size, cost, variables-bytes, variables-depth,
+    /// or all [default: none].
     #[arg(
         long,
         global = true,
@@ -257,6 +274,9 @@ struct FileSettings {
     max_directives: Option<usize>,
     max_document_bytes: Option<usize>,
     max_tokens: Option<usize>,
+    max_variables_bytes: Option<usize>,
+    max_variables_depth: Option<usize>,
+    csrf_prevention: Option<bool>,
     max_cost: Option<u64>,
     max_introspection_depth: Option<usize>,
     limits_measure_only: Option<Vec<String>>,
@@ -296,6 +316,9 @@ pub struct Config {
     pub limits: Limits,
     /// What the schema tells about itself, and the request deadline.
     pub posture: Posture,
+    /// Refuse requests a foreign web page could send without a CORS
+    /// preflight (see `http::graphql`).
+    pub csrf_prevention: bool,
 }
 
 impl Config {
@@ -340,6 +363,16 @@ impl Config {
             bail!(
                 "the production profile needs a JWT secret (COMMERCE_GRAPH_JWT_SECRET or \
                  --jwt-secret), a public key (--jwt-public-key) or a JWKS file (--jwt-jwks-file)"
+            );
+        }
+        let max_variables_depth = settings
+            .max_variables_depth
+            .or(file.max_variables_depth)
+            .unwrap_or(Limits::default().max_variables_depth);
+        if max_variables_depth > MOST_VARIABLES_DEPTH {
+            bail!(
+                "max_variables_depth is at most {MOST_VARIABLES_DEPTH} \
+                 (the JSON parser refuses deeper nesting)"
             );
         }
         let request_timeout = match (settings.request_timeout, &file.request_timeout) {
@@ -471,8 +504,17 @@ impl Config {
                         .max_tokens
                         .or(file.max_tokens)
                         .unwrap_or(defaults.max_tokens),
+                    max_variables_bytes: settings
+                        .max_variables_bytes
+                        .or(file.max_variables_bytes)
+                        .unwrap_or(defaults.max_variables_bytes),
+                    max_variables_depth,
                 }
             },
+            csrf_prevention: settings
+                .csrf_prevention
+                .or(file.csrf_prevention)
+                .unwrap_or(true),
             expose_sql_statements: settings
                 .expose_sql_statements
                 .or(file.expose_sql_statements)
@@ -489,7 +531,11 @@ fn parse_limit_names(names: &[String]) -> anyhow::Result<LimitSet> {
             return Ok(LimitSet::all());
         }
         let Some(limit) = Limit::parse(name) else {
-            let known: Vec<&str> = Limit::ALL.iter().map(|l| l.name()).collect();
+            let known: Vec<&str> = Limit::ALL
+                .iter()
+                .filter(|l| l.can_measure_only())
+                .map(|l| l.name())
+                .collect();
             bail!(
                 "unknown limit {name:?} in limits_measure_only: use {} or all",
                 known.join(", ")
@@ -564,6 +610,39 @@ mod tests {
         assert_eq!(config.profile, Profile::Development);
         assert!(config.graphiql && config.seed_on_start && config.jwt_secret_is_default);
         assert!(config.cors_origins.is_empty());
+        assert!(config.csrf_prevention);
+        assert_eq!(config.limits, Limits::default());
+    }
+
+    #[test]
+    fn variables_limits_are_configurable_within_what_the_parser_allows() {
+        let settings = Settings {
+            max_variables_bytes: Some(1_000),
+            max_variables_depth: Some(4),
+            csrf_prevention: Some(false),
+            ..Default::default()
+        };
+        let config = Config::resolve(&settings).unwrap();
+        assert_eq!(config.limits.max_variables_bytes, 1_000);
+        assert_eq!(config.limits.max_variables_depth, 4);
+        assert!(!config.csrf_prevention);
+        let settings = Settings {
+            max_variables_depth: Some(MOST_VARIABLES_DEPTH + 1),
+            ..Default::default()
+        };
+        assert!(Config::resolve(&settings).is_err());
+        let settings = Settings {
+            limits_measure_only: Some(vec!["variables-bytes".into(), "variables-depth".into()]),
+            ..Default::default()
+        };
+        let set = Config::resolve(&settings).unwrap().limits.measure_only;
+        assert!(set.contains(Limit::VariablesBytes) && set.contains(Limit::VariablesDepth));
+        // The nesting guard protects the stack: it always refuses.
+        let settings = Settings {
+            limits_measure_only: Some(vec!["document-nesting".into()]),
+            ..Default::default()
+        };
+        assert!(Config::resolve(&settings).is_err());
     }
 
     #[test]

@@ -67,6 +67,12 @@ pub struct Vetted {
     pub cost: u64,
 }
 
+/// Request data of a document whose text the HTTP layer already checked
+/// against the limits (a GET, parsed early to refuse mutations): the text is
+/// not checked again, so a measure-only limit logs and counts it once.
+#[derive(Clone, Copy, Debug)]
+pub struct TextChecked;
+
 /// Request data that makes a request stop after validation: how a document
 /// is checked against the schema without running it (persisted-document
 /// registration). A valid document ends with the one error [`VALIDATED`].
@@ -204,7 +210,11 @@ impl Extension for RequestConventions {
                 .data
                 .get(&std::any::TypeId::of::<Vetted>())
                 .is_some();
-            if !vetted {
+            let text_checked = request
+                .data
+                .get(&std::any::TypeId::of::<TextChecked>())
+                .is_some();
+            if !vetted && !text_checked {
                 limits.check_text(&request.query).map_err(limit_error)?;
             }
             let introspection_disabled = request.introspection_mode == IntrospectionMode::Disabled;

@@ -3,16 +3,22 @@
 //! `application/graphql-response+json` (with its status codes) or
 //! `application/json` (always 200 for a GraphQL result) by `Accept`.
 //! Browsers asking for HTML get GraphiQL.
+//!
+//! Everything a request carries is checked here before GraphQL sees it: the
+//! media types, CSRF (a request a foreign page could send without a CORS
+//! preflight is refused), the shape of the parameters, and the size and
+//! nesting of `variables`, measured on the JSON text before it is parsed.
 
 use std::collections::BTreeMap;
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::{ServerError, Value, Variables};
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::problem::{codes, Problem};
 use super::response_cache::{Cached, ResponseCache};
@@ -55,7 +61,10 @@ impl MediaType {
 
     /// Reads `Accept`. No header (or an empty one) means `application/json`,
     /// what legacy clients expect; a header naming neither JSON type nor a
-    /// wildcard is not acceptable.
+    /// wildcard is not acceptable. Each type gets the quality of the most
+    /// specific range that matches it; on a tie, the type the client named
+    /// wins, and between two wildcards `application/json` does (a legacy
+    /// client sending `*/*` expects it).
     fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
         let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
             return Some(MediaType::Json);
@@ -63,24 +72,52 @@ impl MediaType {
         if accept.trim().is_empty() {
             return Some(MediaType::Json);
         }
-        let mut json = false;
+        // (specificity, quality in thousandths) of the range that applies.
+        let mut graphql: Option<(u8, u16)> = None;
+        let mut json: Option<(u8, u16)> = None;
         for range in accept.split(',') {
             let mut parts = range.split(';');
             let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let refused = parts.any(|p| {
-                let p = p.trim().replace(' ', "");
-                p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
-            });
-            if refused {
-                continue;
-            }
-            match essence.as_str() {
-                "application/graphql-response+json" => return Some(MediaType::GraphqlResponse),
-                "application/json" | "application/*" | "*/*" => json = true,
-                _ => {}
+            let quality = parts
+                .find_map(|p| {
+                    let (key, value) = p.split_once('=')?;
+                    key.trim()
+                        .eq_ignore_ascii_case("q")
+                        .then(|| value.trim().parse::<f32>().unwrap_or(1.0))
+                })
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            let quality = (quality * 1000.0).round() as u16;
+            let (for_graphql, for_json) = match essence.as_str() {
+                "application/graphql-response+json" => (Some(2), None),
+                "application/json" => (None, Some(2)),
+                "application/*" => (Some(1), Some(1)),
+                "*/*" => (Some(0), Some(0)),
+                _ => (None, None),
+            };
+            for (slot, specificity) in [(&mut graphql, for_graphql), (&mut json, for_json)] {
+                if let Some(specificity) = specificity {
+                    if slot.is_none_or(|current| (specificity, quality) > current) {
+                        *slot = Some((specificity, quality));
+                    }
+                }
             }
         }
-        json.then_some(MediaType::Json)
+        let graphql = graphql.filter(|(_, q)| *q > 0);
+        let json = json.filter(|(_, q)| *q > 0);
+        match (graphql, json) {
+            (None, None) => None,
+            (Some(_), None) => Some(MediaType::GraphqlResponse),
+            (None, Some(_)) => Some(MediaType::Json),
+            (Some((gs, gq)), Some((js, jq))) => {
+                let graphql_wins = gq > jq || (gq == jq && (gs > js || (gs == js && gs == 2)));
+                Some(if graphql_wins {
+                    MediaType::GraphqlResponse
+                } else {
+                    MediaType::Json
+                })
+            }
+        }
     }
 }
 
@@ -92,14 +129,15 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 }
 
 /// The parameters of a GraphQL request, from a JSON body or a query string.
-/// Unknown keys are ignored, as the GraphQL-over-HTTP spec asks.
+/// Unknown keys are ignored, as the GraphQL-over-HTTP spec asks. `variables`
+/// and `extensions` stay JSON text until they are measured and checked.
 #[derive(Deserialize, Debug, Default)]
 struct Params {
     query: Option<String>,
     #[serde(rename = "operationName")]
     operation_name: Option<String>,
-    variables: Option<serde_json::Value>,
-    extensions: Option<serde_json::Value>,
+    variables: Option<Box<RawValue>>,
+    extensions: Option<Box<RawValue>>,
     /// A persisted document's id (the GraphQL-over-HTTP proposal).
     #[serde(rename = "documentId")]
     document_id: Option<String>,
@@ -107,19 +145,21 @@ struct Params {
     doc_id: Option<String>,
 }
 
-/// The same parameters in a GET query string, where `variables` and
-/// `extensions` are JSON text.
-#[derive(Deserialize, Debug, Default)]
-struct QueryString {
-    query: Option<String>,
-    #[serde(rename = "operationName")]
-    operation_name: Option<String>,
-    variables: Option<String>,
-    extensions: Option<String>,
-    #[serde(rename = "documentId")]
-    document_id: Option<String>,
-    doc_id: Option<String>,
-}
+/// Headers a browser sends cross-origin only after a CORS preflight, which
+/// lets the server's CORS policy refuse the request before it is sent:
+/// `x-graphql-csrf` (ours), and Apollo's two, which Apollo's clients send.
+pub const CSRF_HEADERS: [&str; 3] = [
+    "x-graphql-csrf",
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+];
+
+/// The content types a browser may send cross-origin without a preflight.
+const SIMPLE_CONTENT_TYPES: [&str; 3] = [
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+];
 
 fn request_id(headers: &HeaderMap) -> String {
     headers
@@ -129,11 +169,18 @@ fn request_id(headers: &HeaderMap) -> String {
         .to_string()
 }
 
+fn bad_request(message: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message)
+}
+
 pub async fn post_graphql(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let request_id = request_id(&headers);
     let Some(media) = MediaType::negotiate(&headers) else {
         return not_acceptable().into_response(&request_id, JSON);
     };
+    if app.config.csrf_prevention && !preflighted(&headers) {
+        return csrf_prevented().into_response(&request_id, media.content_type());
+    }
     match read_post(&app, &headers, body).await {
         Ok(params) => execute(&app, &headers, params, Method::POST, media, &request_id).await,
         Err(problem) => problem.into_response(&request_id, media.content_type()),
@@ -153,10 +200,25 @@ pub async fn get_graphql(
     let Some(media) = MediaType::negotiate(&headers) else {
         return not_acceptable().into_response(&request_id, JSON);
     };
+    if app.config.csrf_prevention && !preflighted(&headers) {
+        return csrf_prevented().into_response(&request_id, media.content_type());
+    }
     match read_get(&raw) {
         Ok(params) => execute(&app, &headers, params, Method::GET, media, &request_id).await,
         Err(problem) => problem.into_response(&request_id, media.content_type()),
     }
+}
+
+/// `/graphql` with a method other than GET and POST (CORS preflights are
+/// answered by the CORS layer before they get here).
+pub async fn other_method(headers: HeaderMap) -> Response {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::METHOD_NOT_ALLOWED,
+        "send GraphQL requests with POST, or queries with GET",
+    )
+    .with_header(header::ALLOW, "GET, POST")
+    .into_response(&request_id(&headers), JSON)
 }
 
 fn not_acceptable() -> Problem {
@@ -168,27 +230,87 @@ fn not_acceptable() -> Problem {
     )
 }
 
+/// Whether a browser could only have sent this request after a CORS
+/// preflight: it has a content type that is not one of the three "simple"
+/// ones (Apollo Client sends `application/json` even on GET), or a non-empty
+/// [`CSRF_HEADERS`] header. Apollo Server's `preventCsrf` rule, with our
+/// header added, applied to GET and POST alike: a GET without a content type
+/// needs the header, as in Apollo Server (the header does not stop a CDN
+/// from caching the response; only browsers preflight).
+fn preflighted(headers: &HeaderMap) -> bool {
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        // Bytes, not text: a browser may put non-ASCII bytes in a parameter
+        // of a simple content type.
+        let essence = content_type
+            .as_bytes()
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        let simple = SIMPLE_CONTENT_TYPES
+            .iter()
+            .any(|simple| essence.eq_ignore_ascii_case(simple.as_bytes()));
+        if !simple {
+            return true;
+        }
+    }
+    CSRF_HEADERS
+        .iter()
+        .any(|name| headers.get(*name).is_some_and(|value| !value.is_empty()))
+}
+
+fn csrf_prevented() -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        codes::CSRF_PREVENTED,
+        format!(
+            "this request was refused as a possible cross-site request forgery: send \
+             `content-type: application/json` or a non-empty {} header",
+            CSRF_HEADERS.join(" or ")
+        ),
+    )
+}
+
 async fn read_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Params, Problem> {
-    // Only JSON bodies: a form-encoded or text/plain POST is a "simple"
-    // request a foreign page can send without a CORS preflight (CSRF).
+    // Only JSON bodies, CSRF header or not: a form or text body is no
+    // request format of GraphQL over HTTP, and refusing it keeps a forged
+    // form harmless even with CSRF prevention turned off.
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(Problem::new(
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    let unsupported = |message: String| {
+        Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             codes::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "POST bodies must be application/json, got {:?}",
-                if content_type.is_empty() {
-                    "nothing"
-                } else {
-                    content_type
-                }
-            ),
-        ));
+            message,
+        )
+    };
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(unsupported(format!(
+            "POST bodies must be application/json, got {:?}",
+            if content_type.is_empty() {
+                "nothing"
+            } else {
+                content_type
+            }
+        )));
+    }
+    // JSON is UTF-8; a body declared in another charset would be misread.
+    let charset = parts.find_map(|p| {
+        let (key, value) = p.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"'))
+    });
+    if let Some(charset) = charset {
+        if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+            return Err(unsupported(format!(
+                "POST bodies must be UTF-8, got charset {charset:?}"
+            )));
+        }
     }
     let limit = app.config.max_body_bytes;
     let too_large = || {
@@ -210,52 +332,120 @@ async fn read_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Pa
     let bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| too_large())?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_REQUEST,
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })?;
-    match value {
-        serde_json::Value::Object(_) => serde_json::from_value(value).map_err(|e| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                codes::BAD_REQUEST,
-                format!("the request body is not a GraphQL request: {e}"),
-            )
+    parse_body(&bytes)
+}
+
+/// Reads a POST body. serde_json skips what it does not keep (unknown keys,
+/// `variables`, `extensions`) without recursing, so no nesting of the body
+/// can exhaust the stack; `variables` is parsed later, once measured.
+fn parse_body(bytes: &[u8]) -> Result<Params, Problem> {
+    let not_json =
+        |e: serde_json::Error| bad_request(format!("the request body is not valid JSON: {e}"));
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => {
+                bad_request(format!("the request body is not a GraphQL request: {e}"))
+            }
+            _ => not_json(e),
         }),
-        serde_json::Value::Array(_) => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            codes::BATCHING_NOT_SUPPORTED,
-            "batched requests (a JSON array) are not accepted; send one operation per request",
-        )),
-        _ => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_REQUEST,
-            "the request body must be a JSON object with a `query`",
-        )),
+        Some(b'[') => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(not_json)?;
+            Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                codes::BATCHING_NOT_SUPPORTED,
+                "batched requests (a JSON array) are not accepted; send one operation per request",
+            ))
+        }
+        _ => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(not_json)?;
+            Err(bad_request(
+                "the request body must be a JSON object with a `query`",
+            ))
+        }
     }
 }
 
+/// Reads a GET query string. Decoded strictly: a parameter given twice, or
+/// not UTF-8 once percent-decoded, is refused rather than guessed at.
 fn read_get(raw: &str) -> Result<Params, Problem> {
-    let bad = |message: String| Problem::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
-    let query: QueryString = serde_urlencoded::from_str(raw)
-        .map_err(|e| bad(format!("the query string is malformed: {e}")))?;
-    let json = |name: &str, text: Option<String>| -> Result<Option<serde_json::Value>, Problem> {
-        text.filter(|t| !t.is_empty())
-            .map(|t| serde_json::from_str(&t))
+    let mut query = None;
+    let mut operation_name = None;
+    let mut variables = None;
+    let mut extensions = None;
+    let mut document_id = None;
+    let mut doc_id = None;
+    for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(key)
+            .ok_or_else(|| bad_request("the query string is not UTF-8 once percent-decoded"))?;
+        let slot = match key.as_str() {
+            "query" => &mut query,
+            "operationName" => &mut operation_name,
+            "variables" => &mut variables,
+            "extensions" => &mut extensions,
+            "documentId" => &mut document_id,
+            "doc_id" => &mut doc_id,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(bad_request(format!(
+                "the `{key}` parameter is given more than once"
+            )));
+        }
+        let value = percent_decode(value).ok_or_else(|| {
+            bad_request(format!(
+                "the `{key}` parameter is not UTF-8 once percent-decoded"
+            ))
+        })?;
+        *slot = Some(value);
+    }
+    let json = |name: &str, text: Option<String>| {
+        text.filter(|t| !t.trim().is_empty())
+            .map(RawValue::from_string)
             .transpose()
-            .map_err(|e| bad(format!("the `{name}` parameter is not valid JSON: {e}")))
+            .map_err(|e| bad_request(format!("the `{name}` parameter is not valid JSON: {e}")))
     };
     Ok(Params {
-        query: query.query,
-        operation_name: query.operation_name,
-        variables: json("variables", query.variables)?,
-        extensions: json("extensions", query.extensions)?,
-        document_id: query.document_id,
-        doc_id: query.doc_id,
+        query,
+        operation_name,
+        variables: json("variables", variables)?,
+        extensions: json("extensions", extensions)?,
+        document_id,
+        doc_id,
     })
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component (`+` is a
+/// space; a `%` not followed by two hex digits stands for itself), or `None`
+/// when the bytes are not UTF-8.
+fn percent_decode(component: &str) -> Option<String> {
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+    let bytes = component.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            b'%' => match (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+                (Some(high), Some(low)) => {
+                    decoded.push((high * 16 + low) as u8);
+                    i += 3;
+                }
+                _ => {
+                    decoded.push(b'%');
+                    i += 1;
+                }
+            },
+            byte => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
 }
 
 /// The header a client names itself in (Apollo's convention); registered
@@ -270,14 +460,11 @@ async fn resolve_document(
     app: &AppState,
     headers: &HeaderMap,
     params: &Params,
+    extensions: Option<&JsonObject>,
 ) -> Result<persisted::Resolved, Problem> {
     let bad = |message: &str| Problem::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
     let apq =
-        match params
-            .extensions
-            .as_ref()
-            .and_then(|e| e.get("persistedQuery"))
-        {
+        match extensions.and_then(|e| e.get("persistedQuery")) {
             None => None,
             Some(persisted) => {
                 let version = persisted.get("version").and_then(|v| v.as_i64());
@@ -383,10 +570,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     difference == 0
 }
 
-/// Which kind of operation the request would run, if its document parses
-/// and the operation can be selected (otherwise execution reports why).
-fn operation_type(query: &str, operation_name: Option<&str>) -> Option<OperationType> {
-    let document = async_graphql::parser::parse_query(query).ok()?;
+/// Which kind of operation the request would run, if the operation can be
+/// selected (otherwise execution reports why).
+fn operation_type(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<OperationType> {
     match (&document.operations, operation_name) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
@@ -395,6 +584,115 @@ fn operation_type(query: &str, operation_name: Option<&str>) -> Option<Operation
         }
         _ => None,
     }
+}
+
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// Reads `extensions`: an object or null. It is parsed whole (it carries the
+/// APQ hash and the client's flags), so serde_json's recursion limit (128)
+/// bounds its nesting, with a clean error past it.
+fn read_extensions(extensions: Option<&RawValue>) -> Result<Option<JsonObject>, Problem> {
+    let Some(raw) = extensions else {
+        return Ok(None);
+    };
+    match serde_json::from_str(raw.get()) {
+        Ok(serde_json::Value::Object(object)) => Ok(Some(object)),
+        Ok(serde_json::Value::Null) => Ok(None),
+        Ok(_) => Err(bad_request("`extensions` must be a JSON object")),
+        Err(e) => Err(bad_request(format!("`extensions` cannot be read: {e}"))),
+    }
+}
+
+/// Reads `variables`: measured against the limits on its JSON text, then
+/// parsed, to an object or null (absent or null `variables` is no variables).
+fn read_variables(
+    app: &AppState,
+    variables: Option<&RawValue>,
+) -> Result<serde_json::Value, Problem> {
+    let Some(raw) = variables else {
+        return Ok(serde_json::Value::Null);
+    };
+    let text = raw.get().trim();
+    app.config
+        .limits
+        .check_variables(text)
+        .map_err(|exceeded| Problem::exceeded(&exceeded))?;
+    match text.as_bytes().first() {
+        Some(b'{') => serde_json::from_str(text)
+            .map_err(|e| bad_request(format!("`variables` cannot be read: {e}"))),
+        _ if text == "null" => Ok(serde_json::Value::Null),
+        _ => Err(bad_request("`variables` must be a JSON object")),
+    }
+}
+
+/// A request ready to run, with the JSON the response cache keys it by.
+struct Prepared {
+    request: async_graphql::Request,
+    variables: serde_json::Value,
+    extensions: serde_json::Value,
+}
+
+/// Checks the parameters and builds the GraphQL request: the document (sent,
+/// or persisted), its variables, operation name and extensions. A GET's
+/// document is measured and parsed here, to refuse a mutation before it runs:
+/// the limits on the text come first, so nothing unmeasured reaches the
+/// parser (a registered document was measured when it was registered).
+async fn prepare(
+    app: &AppState,
+    headers: &HeaderMap,
+    params: Params,
+    method: &Method,
+) -> Result<Prepared, Problem> {
+    let extensions = read_extensions(params.extensions.as_deref())?;
+    let resolved = resolve_document(app, headers, &params, extensions.as_ref()).await?;
+    let variables = read_variables(app, params.variables.as_deref())?;
+    let operation_name = params.operation_name.filter(|n| !n.is_empty());
+    let mut request = async_graphql::Request::new(resolved.query.to_string())
+        .variables(Variables::from_json(variables.clone()));
+    if let Some(registered) = &resolved.registered {
+        request = request.data(graph::Vetted {
+            cost: registered.cost,
+        });
+    }
+    if *method == Method::GET {
+        if resolved.registered.is_none() {
+            app.config
+                .limits
+                .check_text(&request.query)
+                .map_err(|exceeded| Problem::exceeded(&exceeded))?;
+            request = request.data(graph::TextChecked);
+        }
+        // async-graphql keeps the parsed document for execution; a document
+        // that does not parse is reported by execution, with its code.
+        let ty = request
+            .parsed_query()
+            .ok()
+            .and_then(|document| operation_type(document, operation_name.as_deref()));
+        if matches!(
+            ty,
+            Some(OperationType::Mutation | OperationType::Subscription)
+        ) {
+            return Err(Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                codes::METHOD_NOT_ALLOWED,
+                "only queries may be sent with GET; send mutations with POST",
+            )
+            .with_header(header::ALLOW, "POST"));
+        }
+    }
+    if let Some(name) = operation_name {
+        request = request.operation_name(name);
+    }
+    for (key, value) in extensions.iter().flatten() {
+        if let Ok(value) = Value::from_json(value.clone()) {
+            request.extensions.insert(key.clone(), value);
+        }
+    }
+    Ok(Prepared {
+        request,
+        variables,
+        extensions: extensions.map_or(serde_json::Value::Null, serde_json::Value::Object),
+    })
 }
 
 #[derive(Serialize)]
@@ -420,56 +718,28 @@ async fn execute(
         Ok(viewer) => viewer,
         Err(problem) => return problem.into_response(request_id, content_type),
     };
-    let resolved = match resolve_document(app, headers, &params).await {
-        Ok(resolved) => resolved,
+    let viewer_is_authenticated = viewer.is_authenticated();
+    let Prepared {
+        request,
+        variables: variables_json,
+        extensions: extensions_json,
+    } = match prepare(app, headers, params, &method).await {
+        Ok(prepared) => prepared,
         Err(problem) => return problem.into_response(request_id, content_type),
     };
-    let query = resolved.query.to_string();
-    let variables_json = params.variables.clone().unwrap_or(serde_json::Value::Null);
-    let variables = match params.variables {
-        None | Some(serde_json::Value::Null) => Variables::default(),
-        Some(value @ serde_json::Value::Object(_)) => Variables::from_json(value),
-        Some(_) => {
-            return Problem::new(
-                StatusCode::BAD_REQUEST,
-                codes::BAD_REQUEST,
-                "`variables` must be a JSON object",
-            )
-            .into_response(request_id, content_type)
-        }
-    };
-    if method == Method::GET {
-        let ty = operation_type(&query, params.operation_name.as_deref());
-        if matches!(
-            ty,
-            Some(OperationType::Mutation | OperationType::Subscription)
-        ) {
-            return Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                codes::METHOD_NOT_ALLOWED,
-                "only queries may be sent with GET; send mutations with POST",
-            )
-            .with_header(header::ALLOW, "POST")
-            .into_response(request_id, content_type);
-        }
-    }
-
     let router = router_access(app, headers);
     let inline_trace = headers.get(INCLUDE_TRACE).is_some_and(|v| v == "ftv1");
     // Anonymous answers may come from (and go to) the response cache, but
     // not a traced one: its trace is of this run, and for the router only.
-    let cache_key = (!viewer.is_authenticated()
+    let cache_key = (!viewer_is_authenticated
         && !inline_trace
         && app.config.response_cache_bytes > 0)
         .then(|| {
             ResponseCache::key(
-                &query,
-                params.operation_name.as_deref(),
+                &request.query,
+                request.operation_name.as_deref(),
                 &variables_json,
-                params
-                    .extensions
-                    .as_ref()
-                    .unwrap_or(&serde_json::Value::Null),
+                &extensions_json,
                 // The router may be answered what others are refused.
                 &format!("{content_type};{router:?}"),
             )
@@ -477,25 +747,7 @@ async fn execute(
     if let Some(hit) = cache_key.and_then(|key| app.response_cache.get(&key)) {
         return cached_response(app, headers, &hit);
     }
-
     let entity_keys = representations(&variables_json);
-    let mut request = async_graphql::Request::new(query).variables(variables);
-    if let Some(registered) = resolved.registered {
-        request = request.data(graph::Vetted {
-            cost: registered.cost,
-        });
-    }
-    if let Some(name) = params.operation_name.filter(|n| !n.is_empty()) {
-        request = request.operation_name(name);
-    }
-    if let Some(serde_json::Value::Object(extensions)) = params.extensions {
-        for (key, value) in extensions {
-            if let Ok(value) = Value::from_json(value) {
-                request.extensions.insert(key, value);
-            }
-        }
-    }
-    let viewer_is_authenticated = viewer.is_authenticated();
     let (request, scope) = graph::RequestScope::new(
         request,
         &app.store,
@@ -867,14 +1119,15 @@ mod tests {
 
     #[test]
     fn operation_type_follows_the_selected_operation() {
+        let ty = |query: &str, name: Option<&str>| {
+            let document = async_graphql::parser::parse_query(query).unwrap();
+            operation_type(&document, name)
+        };
         let doc = "query A { a } mutation B { b }";
-        assert_eq!(
-            operation_type(doc, Some("B")),
-            Some(OperationType::Mutation)
-        );
-        assert_eq!(operation_type(doc, Some("A")), Some(OperationType::Query));
-        assert_eq!(operation_type(doc, None), None);
-        assert_eq!(operation_type("{ a }", None), Some(OperationType::Query));
-        assert_eq!(operation_type("{", None), None);
+        assert_eq!(ty(doc, Some("B")), Some(OperationType::Mutation));
+        assert_eq!(ty(doc, Some("A")), Some(OperationType::Query));
+        assert_eq!(ty(doc, Some("C")), None);
+        assert_eq!(ty(doc, None), None);
+        assert_eq!(ty("{ a }", None), Some(OperationType::Query));
     }
 }

@@ -63,7 +63,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/graphql",
-            get(graphql::get_graphql).post(graphql::post_graphql),
+            get(graphql::get_graphql)
+                .post(graphql::post_graphql)
+                .fallback(graphql::other_method),
         )
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -131,6 +133,10 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             TRACESTATE,
             HeaderName::from_static("apollographql-client-name"),
             HeaderName::from_static("apollographql-client-version"),
+            // The headers that pass CSRF prevention must pass the preflight.
+            HeaderName::from_static(graphql::CSRF_HEADERS[0]),
+            HeaderName::from_static(graphql::CSRF_HEADERS[1]),
+            HeaderName::from_static(graphql::CSRF_HEADERS[2]),
         ])
         .expose_headers([REQUEST_ID, TRACEPARENT])
         .max_age(std::time::Duration::from_secs(600))

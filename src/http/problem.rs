@@ -14,6 +14,7 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
     pub const BATCHING_NOT_SUPPORTED: &str = "BATCHING_NOT_SUPPORTED";
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const CSRF_PREVENTED: &str = "CSRF_PREVENTED";
 }
 
 pub struct Problem {
@@ -25,6 +26,8 @@ pub struct Problem {
     /// A GraphQL request error (the document cannot run): 200 under
     /// `application/json`, `status` under `application/graphql-response+json`.
     pub request_error: bool,
+    /// Extra `extensions` entries: a limit and the measured value.
+    pub details: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Problem {
@@ -35,6 +38,7 @@ impl Problem {
             message: message.into(),
             headers: Vec::new(),
             request_error: false,
+            details: Vec::new(),
         }
     }
 
@@ -44,6 +48,18 @@ impl Problem {
         Problem {
             request_error: true,
             ..Problem::new(StatusCode::BAD_REQUEST, code, message)
+        }
+    }
+
+    /// A limit the request went past: a request error with
+    /// `extensions.limit` and `extensions.measured`, like the query limits.
+    pub fn exceeded(exceeded: &crate::limits::Exceeded) -> Problem {
+        Problem {
+            details: vec![
+                ("limit", exceeded.limit.into()),
+                ("measured", exceeded.measured.into()),
+            ],
+            ..Problem::request_error(exceeded.code, exceeded.message())
         }
     }
 
@@ -58,11 +74,14 @@ impl Problem {
     }
 
     pub fn into_response(self, request_id: &str, content_type: &'static str) -> Response {
+        let mut extensions = serde_json::Map::new();
+        extensions.insert("code".into(), self.code.into());
+        extensions.insert("requestId".into(), request_id.into());
+        for (key, value) in self.details {
+            extensions.insert(key.into(), value);
+        }
         let body = serde_json::json!({
-            "errors": [{
-                "message": self.message,
-                "extensions": { "code": self.code, "requestId": request_id },
-            }]
+            "errors": [{ "message": self.message, "extensions": extensions }]
         });
         let status = if self.request_error
             && !content_type.starts_with("application/graphql-response+json")

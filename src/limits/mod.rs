@@ -1,7 +1,8 @@
 //! Limits on a query's shape, checked before validation and execution: a
 //! crafted document is refused cheaply, with the limit and the measured value.
 //!
-//! The size and the token count are measured on the text, before parsing.
+//! The size, the nesting of brackets and the token count are measured on the
+//! text, before parsing.
 //! Depth, aliases, root fields and directives are measured on the parsed
 //! document, with fragments expanded where they are spread; each fragment is
 //! measured once and remembered, so a "fragment bomb" (fragments that spread
@@ -15,6 +16,7 @@
 
 pub mod cost;
 mod tokens;
+mod variables;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,13 +24,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, Positioned, Variables};
 
-pub use tokens::count_tokens;
+pub use tokens::{count_tokens, nesting_depth};
+pub use variables::MOST_VARIABLES_DEPTH;
+
+/// Deepest nesting of `{`, `[` and `(` a document may have. Fixed, not
+/// configured: it keeps the parser and every recursive walk of the document
+/// (validation, these limits, dropping the tree) far from the end of the
+/// stack whatever the other limits are. async-graphql refuses selection sets
+/// nested more than 32 deep anyway, so no query it would run reaches this.
+pub const MAX_NESTING: usize = 64;
 
 /// The limits, each with its stable error code and its name in settings
 /// (`--limits-measure-only depth,cost`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Limit {
     DocumentBytes,
+    /// Always enforced, never measure-only: it guards the stack.
+    DocumentNesting,
     Tokens,
     RootFields,
     Depth,
@@ -38,11 +50,14 @@ pub enum Limit {
     IntrospectionDepth,
     PageSize,
     Cost,
+    VariablesBytes,
+    VariablesDepth,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 10] = [
+    pub const ALL: [Limit; 13] = [
         Limit::DocumentBytes,
+        Limit::DocumentNesting,
         Limit::Tokens,
         Limit::RootFields,
         Limit::Depth,
@@ -52,11 +67,14 @@ impl Limit {
         Limit::IntrospectionDepth,
         Limit::PageSize,
         Limit::Cost,
+        Limit::VariablesBytes,
+        Limit::VariablesDepth,
     ];
 
     pub fn code(self) -> &'static str {
         match self {
             Limit::DocumentBytes => "DOCUMENT_TOO_LARGE",
+            Limit::DocumentNesting => "DOCUMENT_TOO_NESTED",
             Limit::Tokens => "TOO_MANY_TOKENS",
             Limit::RootFields => "TOO_MANY_ROOT_FIELDS",
             Limit::Depth => "QUERY_TOO_DEEP",
@@ -66,6 +84,8 @@ impl Limit {
             Limit::IntrospectionDepth => "INTROSPECTION_TOO_DEEP",
             Limit::PageSize => "PAGE_SIZE_EXCEEDED",
             Limit::Cost => "QUERY_TOO_COMPLEX",
+            Limit::VariablesBytes => "VARIABLES_TOO_LARGE",
+            Limit::VariablesDepth => "VARIABLES_TOO_DEEP",
         }
     }
 
@@ -73,6 +93,7 @@ impl Limit {
     pub fn name(self) -> &'static str {
         match self {
             Limit::DocumentBytes => "document-bytes",
+            Limit::DocumentNesting => "document-nesting",
             Limit::Tokens => "tokens",
             Limit::RootFields => "root-fields",
             Limit::Depth => "depth",
@@ -82,12 +103,15 @@ impl Limit {
             Limit::IntrospectionDepth => "introspection-depth",
             Limit::PageSize => "page-size",
             Limit::Cost => "cost",
+            Limit::VariablesBytes => "variables-bytes",
+            Limit::VariablesDepth => "variables-depth",
         }
     }
 
     fn what(self) -> &'static str {
         match self {
             Limit::DocumentBytes => "bytes",
+            Limit::DocumentNesting => "levels of nested brackets, braces and parentheses",
             Limit::Tokens => "tokens",
             Limit::RootFields => "root fields",
             Limit::Depth => "levels of nesting",
@@ -97,11 +121,21 @@ impl Limit {
             Limit::IntrospectionDepth => "levels of nested introspection lists",
             Limit::PageSize => "items asked for in one page",
             Limit::Cost => "points of estimated cost",
+            Limit::VariablesBytes => "bytes",
+            Limit::VariablesDepth => "levels of nested arrays and objects",
         }
     }
 
+    /// Whether the limit may be set to measure only.
+    pub fn can_measure_only(self) -> bool {
+        self != Limit::DocumentNesting
+    }
+
+    /// A limit that may measure only, by its name in settings.
     pub fn parse(name: &str) -> Option<Limit> {
-        Limit::ALL.into_iter().find(|l| l.name() == name)
+        Limit::ALL
+            .into_iter()
+            .find(|l| l.name() == name && l.can_measure_only())
     }
 }
 
@@ -110,8 +144,12 @@ impl Limit {
 pub struct LimitSet(u16);
 
 impl LimitSet {
+    /// Every limit that may measure only.
     pub fn all() -> LimitSet {
-        Limit::ALL.into_iter().collect()
+        Limit::ALL
+            .into_iter()
+            .filter(|l| l.can_measure_only())
+            .collect()
     }
 
     pub fn contains(self, limit: Limit) -> bool {
@@ -196,6 +234,11 @@ pub struct Limits {
     pub max_document_bytes: usize,
     /// Lexical tokens of the document text.
     pub max_tokens: usize,
+    /// Bytes of a request's `variables` JSON text.
+    pub max_variables_bytes: usize,
+    /// Nesting of arrays and objects in `variables`, the object itself
+    /// included (at most [`MOST_VARIABLES_DEPTH`]).
+    pub max_variables_depth: usize,
 }
 
 impl Default for Limits {
@@ -211,6 +254,12 @@ impl Default for Limits {
             max_directives: 10,
             max_document_bytes: 32 * 1024,
             max_tokens: 5_000,
+            // Far above what any operation of this graph sends (an order of
+            // 100 lines is ~5 KB; a router's 1,000 entity representations
+            // ~40 KB), far below the request body limit.
+            max_variables_bytes: 256 * 1024,
+            // Input objects of this graph nest 3 levels at most.
+            max_variables_depth: 32,
         }
     }
 }
@@ -245,6 +294,12 @@ impl Exceeded {
                 "the operation's estimated cost is {}, more than the {} allowed",
                 self.measured, self.limit
             ),
+            Limit::VariablesBytes | Limit::VariablesDepth => format!(
+                "`variables` has {} {}, more than the {} allowed",
+                self.measured,
+                self.kind.what(),
+                self.limit
+            ),
             kind => format!(
                 "the document has {} {}, more than the {} allowed",
                 self.measured,
@@ -270,7 +325,7 @@ impl Limits {
         let Err(exceeded) = checked else {
             return Ok(());
         };
-        if self.measure_only.contains(exceeded.kind) {
+        if self.measure_only.contains(exceeded.kind) && exceeded.kind.can_measure_only() {
             MEASURED_ONLY[exceeded.kind as usize].fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 code = exceeded.code,
@@ -285,13 +340,18 @@ impl Limits {
         }
     }
 
-    /// Checks the text: size, then tokens (counting stops past the limit,
-    /// unless the limit only measures).
+    /// Checks the text: size, nesting, then tokens (measuring stops past the
+    /// limit, unless the limit only measures).
     pub fn check_text(&self, query: &str) -> Result<(), Exceeded> {
         self.enforce(check(
             Limit::DocumentBytes,
             self.max_document_bytes,
             query.len(),
+        ))?;
+        self.enforce(check(
+            Limit::DocumentNesting,
+            MAX_NESTING,
+            nesting_depth(query, MAX_NESTING + 1),
         ))?;
         let stop = if self.measure_only.contains(Limit::Tokens) {
             usize::MAX
@@ -621,6 +681,37 @@ mod tests {
         assert!(
             measure("{ r { ...A } } fragment A on T { ...B } fragment B on T { ...A }").is_ok()
         );
+    }
+
+    #[test]
+    fn nesting_is_refused_before_parsing_whatever_the_token_limit() {
+        let limits = Limits {
+            max_tokens: usize::MAX,
+            max_document_bytes: usize::MAX,
+            ..Limits::default()
+        };
+        let brackets = format!(
+            "{{ products(filter: {}{}) {{ id }} }}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        let err = limits.check_text(&brackets).unwrap_err();
+        assert_eq!(
+            (err.code, err.limit, err.measured),
+            ("DOCUMENT_TOO_NESTED", 64, 65)
+        );
+        assert!(limits.check_text(&"{ a ".repeat(40)).is_ok());
+        // It guards the stack: measure-only does not apply to it.
+        let measuring = Limits {
+            measure_only: Limit::ALL.into_iter().collect(),
+            ..limits
+        };
+        assert_eq!(
+            measuring.check_text(&brackets).unwrap_err().code,
+            "DOCUMENT_TOO_NESTED"
+        );
+        assert!(!LimitSet::all().contains(Limit::DocumentNesting));
+        assert_eq!(Limit::parse("document-nesting"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::helpers::{Reply, TestApp};
 
 async fn get(app: &TestApp, query: &str, token: Option<&str>) -> reqwest::Response {
-    let mut request = app.client.get(app.graphql_url()).query(&[("query", query)]);
+    let mut request = app.get_graphql().query(&[("query", query)]);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -93,8 +93,7 @@ async fn etags_let_clients_revalidate_with_304() {
     assert_eq!(header(&again, "etag"), tag, "the same answer, the same tag");
 
     let revalidated = app
-        .client
-        .get(app.graphql_url())
+        .get_graphql()
         .query(&[("query", query)])
         .header("if-none-match", &tag)
         .send()
@@ -106,8 +105,7 @@ async fn etags_let_clients_revalidate_with_304() {
     assert!(revalidated.text().await.unwrap().is_empty());
 
     let changed = app
-        .client
-        .get(app.graphql_url())
+        .get_graphql()
         .query(&[("query", query)])
         .header("if-none-match", "\"something-else\"")
         .send()

@@ -120,6 +120,14 @@ impl TestApp {
         format!("{}/graphql", self.url)
     }
 
+    /// A GET of `/graphql` as a client of this server sends it: with the
+    /// header that passes CSRF prevention.
+    pub fn get_graphql(&self) -> reqwest::RequestBuilder {
+        self.client
+            .get(self.graphql_url())
+            .header("x-graphql-csrf", "1")
+    }
+
     /// POSTs a query as JSON, with an optional bearer token.
     pub async fn query(&self, query: &str, variables: Value, token: Option<&str>) -> Reply {
         let mut request = self

@@ -127,13 +127,14 @@ async fn syntax_errors_and_unknown_operations_have_their_own_codes() {
 }
 
 #[tokio::test]
-async fn non_json_posts_are_refused_so_forms_cannot_forge_requests() {
+async fn non_json_posts_are_refused_even_with_the_csrf_header() {
     let app = TestApp::spawn().await;
     for content_type in ["application/x-www-form-urlencoded", "text/plain"] {
         let response = app
             .client
             .post(app.graphql_url())
             .header("content-type", content_type)
+            .header("x-graphql-csrf", "1")
             .body("query={categories{id}}")
             .send()
             .await
@@ -142,6 +143,103 @@ async fn non_json_posts_are_refused_so_forms_cannot_forge_requests() {
         assert_eq!(reply.status, 415);
         assert_eq!(reply.error_codes(), ["UNSUPPORTED_MEDIA_TYPE"]);
     }
+}
+
+/// Apollo Server's rule: a request without a content type, or with one of
+/// the three a form or `fetch` can send cross-origin without a preflight,
+/// must carry a non-empty preflight-forcing header.
+#[tokio::test]
+async fn requests_a_foreign_page_could_send_are_refused_as_csrf() {
+    let app = TestApp::spawn().await;
+    let query = [("query", "{ categories { id } }")];
+    let forged = [
+        app.client.get(app.graphql_url()).query(&query),
+        app.client
+            .get(app.graphql_url())
+            .query(&query)
+            .header("content-type", "text/plain; charset=utf-8"),
+        app.client
+            .get(app.graphql_url())
+            .query(&query)
+            .header("x-graphql-csrf", ""),
+        app.client
+            .post(app.graphql_url())
+            .header("content-type", "text/plain")
+            .body(r#"{"query": "{ categories { id } }"}"#),
+        app.client
+            .post(app.graphql_url())
+            .header("content-type", "Multipart/Form-Data; boundary=x")
+            .body("--x--"),
+        app.client
+            .post(app.graphql_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("query=%7Bcategories%7Bid%7D%7D"),
+        app.client
+            .post(app.graphql_url())
+            .body(r#"{"query": "{ categories { id } }"}"#),
+    ];
+    for request in forged {
+        let reply = Reply::from(request.send().await.unwrap()).await;
+        assert_eq!(reply.status, 400, "{:?}", reply.body);
+        assert_eq!(reply.error_codes(), ["CSRF_PREVENTED"]);
+        assert!(reply.body.get("data").is_none());
+    }
+
+    let preflighted = [
+        ("x-graphql-csrf", "1"),
+        ("apollo-require-preflight", "true"),
+        ("x-apollo-operation-name", "Categories"),
+        // Apollo Client sends it on GET too; a browser preflights it.
+        ("content-type", "application/json"),
+    ];
+    for (name, value) in preflighted {
+        let response = app
+            .client
+            .get(app.graphql_url())
+            .query(&query)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        let reply = Reply::from(response).await;
+        assert_eq!(reply.status, 200, "{name}");
+        assert!(reply.data()["categories"].is_array(), "{name}");
+    }
+
+    // The header must pass the CORS preflight it forces.
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.graphql_url())
+        .header("origin", ALLOWED_ORIGIN)
+        .header("access-control-request-method", "GET")
+        .header(
+            "access-control-request-headers",
+            "x-graphql-csrf, apollo-require-preflight, x-apollo-operation-name",
+        )
+        .send()
+        .await
+        .unwrap();
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    for name in [
+        "x-graphql-csrf",
+        "apollo-require-preflight",
+        "x-apollo-operation-name",
+    ] {
+        assert!(allowed.contains(name), "{allowed}");
+    }
+
+    let open = TestApp::spawn_with(|c| c.csrf_prevention = false).await;
+    let response = open
+        .client
+        .get(open.graphql_url())
+        .query(&query)
+        .send()
+        .await
+        .unwrap();
+    Reply::from(response).await.data();
 }
 
 #[tokio::test]
@@ -167,8 +265,7 @@ async fn oversized_bodies_are_refused_with_413() {
 async fn get_runs_queries_and_refuses_mutations() {
     let app = TestApp::spawn().await;
     let response = app
-        .client
-        .get(app.graphql_url())
+        .get_graphql()
         .query(&[
             (
                 "query",
@@ -185,8 +282,7 @@ async fn get_runs_queries_and_refuses_mutations() {
     assert!(reply.body["data"].get("category").is_some());
 
     let response = app
-        .client
-        .get(app.graphql_url())
+        .get_graphql()
         .query(&[("query", "mutation { placeOrder }")])
         .send()
         .await
@@ -197,8 +293,7 @@ async fn get_runs_queries_and_refuses_mutations() {
     assert_eq!(reply.error_codes(), ["METHOD_NOT_ALLOWED"]);
 
     let response = app
-        .client
-        .get(app.graphql_url())
+        .get_graphql()
         .query(&[("query", "{ categories { id } }"), ("variables", "{oops")])
         .send()
         .await

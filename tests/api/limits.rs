@@ -117,8 +117,7 @@ async fn each_limit_has_its_code_limit_and_measured_value() {
 async fn limits_apply_to_get_requests_too() {
     let app = TestApp::spawn_with(|c| c.limits.max_depth = 3).await;
     let response = app
-        .client
-        .get(app.graphql_url())
+        .get_graphql()
         .query(&[("query", nested(4))])
         .send()
         .await
@@ -154,6 +153,56 @@ async fn the_default_limits_let_the_workloads_and_graphiql_through() {
     ] {
         app.query(manifest_query, json!({}), Some(&app.admin_token())).await.data();
     }
+}
+
+#[tokio::test]
+async fn variables_are_bounded_in_size_and_nesting_on_post_and_get() {
+    let app = TestApp::spawn_with(|c| {
+        c.limits.max_variables_bytes = 200;
+        c.limits.max_variables_depth = 3;
+    })
+    .await;
+    let query = "query($slug: String!) { category(slug: $slug) { slug } }";
+    let large = json!({ "slug": "k".repeat(300) });
+    let deep = json!({ "slug": [[["kitchen"]]] });
+    for (variables, code, limit) in [
+        (&large, "VARIABLES_TOO_LARGE", 200),
+        (&deep, "VARIABLES_TOO_DEEP", 3),
+    ] {
+        let post = Reply::from(
+            app.client
+                .post(app.graphql_url())
+                .header("accept", "application/graphql-response+json")
+                .json(&json!({ "query": query, "variables": variables }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let get = Reply::from(
+            app.get_graphql()
+                .query(&[("query", query), ("variables", &variables.to_string())])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        for reply in [post, get] {
+            assert_eq!(reply.error_codes(), [code]);
+            let extensions = &reply.body["errors"][0]["extensions"];
+            assert_eq!(extensions["limit"], limit, "{code}");
+            assert!(extensions["measured"].as_u64().unwrap() > limit, "{code}");
+            assert!(reply.body.get("data").is_none());
+        }
+    }
+    // A request error: 400 under application/graphql-response+json (above),
+    // 200 for legacy clients.
+    let legacy = app.query(query, large, None).await;
+    assert_eq!(legacy.status, 200);
+    assert_eq!(legacy.error_codes(), ["VARIABLES_TOO_LARGE"]);
+    // Inside both limits: accepted.
+    let ok = app.query(query, json!({ "slug": "kitchen" }), None).await;
+    ok.data();
 }
 
 /// Cost of `PRODUCTS` in the model (`src/limits/cost.rs`): the connection 1,

@@ -7,6 +7,7 @@ mod federation;
 mod graph;
 mod graphiql;
 mod helpers;
+mod hostile;
 mod http;
 mod limits;
 mod manifests;

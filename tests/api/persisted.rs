@@ -29,15 +29,7 @@ async fn post(app: &TestApp, body: Value, client: Option<&str>) -> Reply {
 }
 
 async fn get(app: &TestApp, params: &[(&str, String)]) -> Reply {
-    Reply::from(
-        app.client
-            .get(app.graphql_url())
-            .query(params)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    Reply::from(app.get_graphql().query(params).send().await.unwrap()).await
 }
 
 fn refused_uncached(reply: &Reply, code: &str) {
