@@ -85,17 +85,17 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 /// The parameters of a GraphQL request, from a JSON body or a query string.
 /// Unknown keys are ignored, as the GraphQL-over-HTTP spec asks.
 #[derive(Deserialize, Debug, Default)]
-struct Params {
-    query: Option<String>,
+pub(super) struct Params {
+    pub query: Option<String>,
     #[serde(rename = "operationName")]
-    operation_name: Option<String>,
-    variables: Option<serde_json::Value>,
-    extensions: Option<serde_json::Value>,
+    pub operation_name: Option<String>,
+    pub variables: Option<serde_json::Value>,
+    pub extensions: Option<serde_json::Value>,
     /// A persisted document's id (the GraphQL-over-HTTP proposal).
     #[serde(rename = "documentId")]
-    document_id: Option<String>,
+    pub document_id: Option<String>,
     /// A persisted document's id (Relay).
-    doc_id: Option<String>,
+    pub doc_id: Option<String>,
 }
 
 /// The same parameters in a GET query string, where `variables` and
@@ -112,7 +112,7 @@ struct QueryString {
     doc_id: Option<String>,
 }
 
-fn request_id(headers: &HeaderMap) -> String {
+pub(super) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -257,7 +257,7 @@ const CLIENT_NAME: &str = "apollographql-client-name";
 /// APQ hash, `documentId` or `doc_id` names, under the configured mode.
 /// Refusals are never cached (`no-store`): the same id may work once the
 /// client sends the body, or once the document is registered.
-async fn resolve_document(
+pub(super) async fn resolve_document(
     app: &AppState,
     headers: &HeaderMap,
     params: &Params,
@@ -349,7 +349,7 @@ fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Viewer, Problem> 
 }
 
 /// Whether the request carries the router secret (when one is configured).
-fn router_access(app: &AppState, headers: &HeaderMap) -> RouterAccess {
+pub(super) fn router_access(app: &AppState, headers: &HeaderMap) -> RouterAccess {
     let Some(secret) = &app.config.router_secret else {
         return RouterAccess::Open;
     };
