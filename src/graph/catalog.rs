@@ -874,7 +874,7 @@ pub struct CatalogMutation;
 #[Object]
 impl CatalogMutation {
     /// Reviews a product as the signed-in customer.
-    #[graphql(directive = authenticated::apply())]
+    #[graphql(tag = "personal", directive = authenticated::apply())]
     async fn add_review(&self, ctx: &Context<'_>, input: AddReviewInput) -> Result<Review> {
         let customer_id = require_customer(ctx)?;
         let product_id = parse_id("input.productId", &input.product_id)
@@ -902,7 +902,7 @@ impl CatalogMutation {
     }
 
     /// Sets a product's price (admin only). Orders already placed keep theirs.
-    #[graphql(requires_scopes = "admin")]
+    #[graphql(requires_scopes = "admin", tag = "internal")]
     async fn set_product_price(
         &self,
         ctx: &Context<'_>,
@@ -925,7 +925,7 @@ impl CatalogMutation {
     /// Adds `delta` (negative to remove) to a warehouse's stock (admin only).
     /// Stock never falls below zero; a new warehouse is created by a positive
     /// delta.
-    #[graphql(requires_scopes = "admin")]
+    #[graphql(requires_scopes = "admin", tag = "internal")]
     async fn adjust_inventory(
         &self,
         ctx: &Context<'_>,

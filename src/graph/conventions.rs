@@ -12,10 +12,12 @@
 //!   validation (size and tokens before parsing, the shape right after);
 //! - when the operator configured a router secret, it refuses `_entities`
 //!   and `_service` to requests that do not carry it, so nobody bypasses the
-//!   router's own checks by calling the subgraph directly.
+//!   router's own checks by calling the subgraph directly;
+//! - when the request is traced for the router, it times every field for the
+//!   inline trace (see [`super::ftv1`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
@@ -29,6 +31,7 @@ use async_graphql::{
 
 use super::cache_policy::{self, Policy};
 use super::error::code;
+use super::ftv1::{FieldTiming, InlineTrace};
 use super::{PolicySlot, RequestCost};
 use crate::limits::cost::CostModel;
 use crate::limits::{uses_introspection, Exceeded, Limits};
@@ -140,18 +143,32 @@ pub(super) struct Conventions;
 
 impl ExtensionFactory for Conventions {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Conventions)
+        Arc::new(RequestConventions::default())
     }
 }
 
+/// The extension as async-graphql creates it for each request.
+#[derive(Default)]
+struct RequestConventions {
+    /// The request's inline trace, if it has one: looked up once when
+    /// execution starts, so that a field of an untraced request costs one
+    /// atomic load, not a look-up in the request's data.
+    trace: OnceLock<Arc<InlineTrace>>,
+}
+
 #[async_trait::async_trait]
-impl Extension for Conventions {
+impl Extension for RequestConventions {
     async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
+        // Ends the field's trace node when dropped, whichever way this returns.
+        let _timing = self
+            .trace
+            .get()
+            .and_then(|trace| FieldTiming::start(trace, &info));
         let federation_field =
             info.parent_type == "Query" && matches!(info.name, "_entities" | "_service");
         if federation_field && ctx.data::<RouterAccess>().ok() == Some(&RouterAccess::Missing) {
@@ -273,6 +290,10 @@ impl Extension for Conventions {
     ) -> Response {
         if let Ok(started) = ctx.data::<ExecutionStarted>() {
             started.0.store(true, Ordering::Relaxed);
+        }
+        if let Some(trace) = ctx.data_opt::<Arc<InlineTrace>>() {
+            // Set once: this is the request's only execution.
+            let _ = self.trace.set(Arc::clone(trace));
         }
         let measured = ctx.data_opt::<Measured>().copied();
         if let (Some(measured), Some(cost)) = (measured, ctx.data_opt::<RequestCost>()) {

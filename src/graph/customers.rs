@@ -49,7 +49,7 @@ impl Customer {
 
     /// The customer's email: visible to the customer and admins only (an
     /// error at this path for anyone else).
-    #[graphql(cache_control(private), directive = authenticated::apply())]
+    #[graphql(cache_control(private), tag = "personal", directive = authenticated::apply())]
     async fn email(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
         require_owner_or_admin(viewer(ctx), self.0.id)?;
         Ok(Some(&self.0.email))
@@ -57,7 +57,7 @@ impl Customer {
 
     /// The customer's orders, newest first: visible to the customer and admins
     /// only. Null, with an error at this path, for anyone else.
-    #[graphql(cache_control(private), directive = authenticated::apply())]
+    #[graphql(cache_control(private), tag = "personal", directive = authenticated::apply())]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -78,7 +78,7 @@ pub struct CustomerQuery;
 #[Object]
 impl CustomerQuery {
     /// The signed-in customer; null for an admin token that names no customer.
-    #[graphql(cache_control(private), directive = authenticated::apply())]
+    #[graphql(cache_control(private), tag = "personal", directive = authenticated::apply())]
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<Customer>> {
         let viewer = viewer(ctx);
         if !viewer.is_authenticated() {

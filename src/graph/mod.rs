@@ -1,5 +1,6 @@
 //! The GraphQL schema: one module per domain (catalog, customers, orders),
-//! merged into one Query; federation v2 entities; error codes for every error.
+//! merged into one Query; federation v2 entities; error codes for every error;
+//! inline traces for the federation router.
 
 mod batching;
 pub mod cache_policy;
@@ -9,6 +10,7 @@ pub mod customers;
 mod demand;
 mod error;
 mod federation;
+pub mod ftv1;
 mod live;
 mod loader;
 pub mod orders;
@@ -23,6 +25,7 @@ use async_graphql::{
     Schema, ServerError, Value,
 };
 use batching::{RequestActivity, Tracked};
+use ftv1::InlineTrace;
 
 pub use conventions::{ExecutionStarted, RouterAccess, Vetted};
 pub use error::{code, ApiError};
@@ -180,6 +183,7 @@ pub struct RequestScope {
     pub cost: RequestCost,
     pub cache_policy: PolicySlot,
     activity: RequestActivity,
+    trace: Option<Arc<InlineTrace>>,
     timeout: Duration,
     timed_out: std::sync::atomic::AtomicBool,
 }
@@ -190,13 +194,19 @@ pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
 impl RequestScope {
     /// Attaches what a request's resolvers need: who is asking, and a fresh
     /// DataLoader over a store handle whose statement counter is the request's.
+    /// With `inline_trace` (the router asked for ftv1) the request is traced,
+    /// unless a router secret is configured and the request lacks it: traces
+    /// reveal timings.
     pub fn new(
         mut request: Request,
         store: &Store,
         viewer: Viewer,
         router: RouterAccess,
         posture: &Posture,
+        inline_trace: bool,
     ) -> (Request, RequestScope) {
+        let trace = (inline_trace && router != RouterAccess::Missing)
+            .then(|| Arc::new(InlineTrace::start()));
         let scope = RequestScope {
             store: store.scoped(),
             started: ExecutionStarted::default(),
@@ -205,6 +215,7 @@ impl RequestScope {
             activity: RequestActivity::default(),
             timeout: posture.request_timeout,
             timed_out: Default::default(),
+            trace: trace.clone(),
         };
         let introspection = match posture.introspection {
             Introspection::On => true,
@@ -213,6 +224,9 @@ impl RequestScope {
         };
         if !introspection {
             request.introspection_mode = IntrospectionMode::Disabled;
+        }
+        if let Some(trace) = trace {
+            request.data.insert(trace);
         }
         let request = request
             .data(viewer)
@@ -252,6 +266,9 @@ impl RequestScope {
             }
         };
         self.started.assign_missing_codes(&mut response);
+        if let Some(trace) = &self.trace {
+            trace.finish(&mut response);
+        }
         response
     }
 

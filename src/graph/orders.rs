@@ -377,14 +377,14 @@ pub struct OrderQuery;
 #[Object]
 impl OrderQuery {
     /// One order: its customer or an admin only.
-    #[graphql(cache_control(private), directive = authenticated::apply())]
+    #[graphql(cache_control(private), tag = "personal", directive = authenticated::apply())]
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
         let id = parse_id("id", &id)?;
         load_visible_order(ctx, id).await
     }
 
     /// Every order, newest first (admin only; null with an error for others).
-    #[graphql(cache_control(private), requires_scopes = "admin")]
+    #[graphql(cache_control(private), requires_scopes = "admin", tag = "internal")]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -547,7 +547,7 @@ impl OrderMutation {
     /// Places an order for the signed-in customer at the current prices,
     /// taking the stock (all lines or none). Safe to retry with the same
     /// `idempotencyKey`.
-    #[graphql(directive = authenticated::apply())]
+    #[graphql(tag = "personal", directive = authenticated::apply())]
     async fn place_order(
         &self,
         ctx: &Context<'_>,
@@ -576,7 +576,7 @@ impl OrderMutation {
 
     /// Cancels a PENDING or PAID order (its customer or an admin) and puts
     /// its stock back.
-    #[graphql(directive = authenticated::apply())]
+    #[graphql(tag = "personal", directive = authenticated::apply())]
     async fn cancel_order(&self, ctx: &Context<'_>, id: ID) -> Result<Order> {
         let id = parse_id("id", &id)?;
         if load_visible_order(ctx, id).await?.is_none() {
@@ -592,7 +592,7 @@ impl OrderMutation {
 
     /// Moves an order along PENDING → PAID → SHIPPED → DELIVERED, or cancels
     /// it (admin only).
-    #[graphql(requires_scopes = "admin")]
+    #[graphql(requires_scopes = "admin", tag = "internal")]
     async fn update_order_status(
         &self,
         ctx: &Context<'_>,

@@ -23,6 +23,11 @@ use crate::persisted;
 
 /// The header the federation router sends the shared secret in.
 const ROUTER_SECRET: &str = "x-router-secret";
+/// The header a federation router asks for an inline trace with (`ftv1`).
+const INCLUDE_TRACE: &str = "apollo-federation-include-trace";
+/// The request headers an answer depends on, for caches in front: the router's
+/// trace request changes the body too (`extensions.ftv1`).
+const VARY_ON: &str = "accept, authorization, apollo-federation-include-trace";
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
@@ -446,9 +451,13 @@ async fn execute(
     }
 
     let router = router_access(app, headers);
-    // Anonymous answers may come from (and go to) the response cache.
-    let cache_key =
-        (!viewer.is_authenticated() && app.config.response_cache_bytes > 0).then(|| {
+    let inline_trace = headers.get(INCLUDE_TRACE).is_some_and(|v| v == "ftv1");
+    // Anonymous answers may come from (and go to) the response cache, but
+    // not a traced one: its trace is of this run, and for the router only.
+    let cache_key = (!viewer.is_authenticated()
+        && !inline_trace
+        && app.config.response_cache_bytes > 0)
+        .then(|| {
             ResponseCache::key(
                 &query,
                 params.operation_name.as_deref(),
@@ -483,8 +492,14 @@ async fn execute(
         }
     }
     let viewer_is_authenticated = viewer.is_authenticated();
-    let (request, scope) =
-        graph::RequestScope::new(request, &app.store, viewer, router, &app.config.posture);
+    let (request, scope) = graph::RequestScope::new(
+        request,
+        &app.store,
+        viewer,
+        router,
+        &app.config.posture,
+        inline_trace,
+    );
     let mut response = scope.execute(&app.schema, request).await;
     for error in &mut response.errors {
         error
@@ -586,10 +601,7 @@ async fn execute(
             );
         }
     }
-    out.insert(
-        header::VARY,
-        HeaderValue::from_static("accept, authorization"),
-    );
+    out.insert(header::VARY, HeaderValue::from_static(VARY_ON));
     if app.config.expose_sql_statements {
         out.insert(
             "x-sql-statements",
@@ -629,7 +641,7 @@ fn cached_response(app: &AppState, headers: &HeaderMap, hit: &Cached) -> Respons
             header::HeaderName::from_static(SURROGATE_KEY),
             hit.tags.join(" "),
         ),
-        (header::VARY, "accept, authorization".to_string()),
+        (header::VARY, VARY_ON.to_string()),
     ] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             out.insert(name, value);

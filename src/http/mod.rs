@@ -1,6 +1,6 @@
-//! The HTTP transport: the axum router, its layers (request id, CORS,
-//! compression, tracing) and the small endpoints (health). The GraphQL
-//! endpoint itself is in [`graphql`].
+//! The HTTP transport: the axum router, its layers (request id, W3C trace
+//! context, CORS, compression, tracing) and the small endpoints (health).
+//! The GraphQL endpoint itself is in [`graphql`].
 
 mod admin;
 pub mod graphiql;
@@ -8,6 +8,7 @@ pub mod graphql;
 mod problem;
 pub mod response_cache;
 mod subscriptions;
+pub mod trace_context;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use crate::events::Events;
 use crate::graph::{self, AppSchema};
 use crate::persisted::PersistedQueryRegistry;
 use crate::store::Store;
+use trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
 
 pub use problem::codes;
 
@@ -80,20 +82,34 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(
-                    |request: &axum::http::Request<_>| {
-                        let id = request
-                            .headers()
-                            .get(&REQUEST_ID)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("");
-                        tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
-                    },
-                ))
+                .layer(axum::middleware::from_fn(trace_context::propagate))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(cors)
                 .layer(CompressionLayer::new()),
         )
+}
+
+/// The span every request is logged in: its request id, and where it stands
+/// in the distributed trace (set by [`trace_context::propagate`], an outer
+/// layer), so its log lines can be found from the caller's trace.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let trace = request.extensions().get::<TraceContext>();
+    tracing::info_span!(
+        "http",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+        trace_id = %trace.map(TraceContext::trace_id_hex).unwrap_or_default(),
+        parent_span_id = %trace.map(TraceContext::parent_id_hex).unwrap_or_default(),
+        span_id = %trace.map(TraceContext::span_id_hex).unwrap_or_default(),
+        tracestate = trace.and_then(|t| t.tracestate.as_deref()),
+    )
 }
 
 /// CORS: browsers on other origins may call the API only when configured.
@@ -118,10 +134,12 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             header::CONTENT_TYPE,
             header::ACCEPT,
             REQUEST_ID,
+            TRACEPARENT,
+            TRACESTATE,
             HeaderName::from_static("apollographql-client-name"),
             HeaderName::from_static("apollographql-client-version"),
         ])
-        .expose_headers([REQUEST_ID])
+        .expose_headers([REQUEST_ID, TRACEPARENT])
         .max_age(std::time::Duration::from_secs(600))
 }
 
@@ -151,4 +169,62 @@ async fn not_found() -> Response {
         Json(serde_json::json!({ "error": "not found", "endpoints": ["/graphql", "/health/live", "/health/ready"] })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_request_span_names_the_trace_and_both_spans() {
+        let mut request = axum::http::Request::get("/graphql")
+            .header(
+                trace_context::TRACEPARENT,
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .header(trace_context::TRACESTATE, "congo=t61rcWkgMzE")
+            .header(REQUEST_ID, "req-1")
+            .body(())
+            .unwrap();
+        let context = TraceContext::from_headers(request.headers());
+        let span_id = context.span_id_hex();
+        request.extensions_mut().insert(context);
+
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            request_span(&request).in_scope(|| tracing::info!("served"));
+        });
+        let line = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        for field in [
+            "request_id=req-1".to_string(),
+            "trace_id=4bf92f3577b34da6a3ce929d0e0e4736".to_string(),
+            "parent_span_id=00f067aa0ba902b7".to_string(),
+            format!("span_id={span_id}"),
+            "tracestate=\"congo=t61rcWkgMzE\"".to_string(),
+        ] {
+            assert!(line.contains(&field), "{field} in {line}");
+        }
+    }
 }

@@ -359,6 +359,8 @@ impl Connection {
             viewer,
             self.router,
             &self.app.config.posture,
+            // Inline traces (ftv1) are for the router's single results.
+            false,
         );
         let mut stream = self.app.schema.execute_stream(request);
         // Poll once now: the subscription field subscribes to its topic

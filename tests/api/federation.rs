@@ -1,8 +1,14 @@
-//! The federation subgraph surface: `_service { sdl }` and `_entities`.
+//! The federation subgraph surface: `_service { sdl }`, `_entities` and the
+//! inline trace (`ftv1`) for the router.
 
+use base64::Engine;
+use commerce_graph::graph::ftv1::proto;
+use prost::Message;
 use serde_json::{json, Value};
 
 use crate::helpers::{Reply, TestApp};
+
+const ROUTER_SECRET: &str = "router-secret-0123456789";
 
 #[tokio::test]
 async fn service_sdl_is_federation_v2_and_matches_the_checked_in_schema() {
@@ -50,6 +56,41 @@ async fn service_sdl_is_federation_v2_and_matches_the_checked_in_schema() {
         checked_in.trim_end() == sdl.trim_end(),
         "schema/schema.graphql is out of date: run `cargo run -- schema > schema/schema.graphql`"
     );
+}
+
+#[tokio::test]
+async fn contract_tags_follow_the_access_rules() {
+    // Contracts filter by tag: excluding `internal` leaves the customer-facing
+    // API, excluding `personal` too leaves the anonymous catalog. A field
+    // gets the tag of the rule that guards it, so a new guarded field cannot
+    // leak into a contract by a forgotten tag.
+    let app = TestApp::spawn().await;
+    let reply = app.query("{ _service { sdl } }", json!({}), None).await;
+    let sdl = reply.data()["_service"]["sdl"].as_str().unwrap();
+    let types = sdl.split("extend schema @link(").next().unwrap();
+    let fields: Vec<&str> = types
+        .lines()
+        .filter(|line| line.starts_with('\t') && line.contains(": "))
+        .collect();
+    let mut tagged = (0, 0);
+    for field in fields {
+        let admin = field.contains("@requiresScopes(scopes: [[\"admin\"]])");
+        let internal = field.contains("@tag(name: \"internal\")");
+        assert_eq!(admin, internal, "{field}");
+        let signed_in = field.contains("@authenticated");
+        let personal = field.contains("@tag(name: \"personal\")");
+        assert_eq!(signed_in, personal, "{field}");
+        tagged = (
+            tagged.0 + usize::from(internal),
+            tagged.1 + usize::from(personal),
+        );
+    }
+    assert_eq!(tagged, (4, 7), "(internal, personal) fields");
+    assert!(
+        sdl.contains("\"@tag\""),
+        "imported from the federation spec"
+    );
+    assert!(!sdl.contains("directive @tag"));
 }
 
 #[tokio::test]
@@ -183,8 +224,7 @@ async fn order_entities_obey_the_same_rules_as_the_order_field() {
 
 #[tokio::test]
 async fn with_a_router_secret_only_the_router_reaches_entities_and_the_sdl() {
-    const SECRET: &str = "router-secret-0123456789";
-    let app = TestApp::spawn_with(|c| c.router_secret = Some(SECRET.into())).await;
+    let app = TestApp::spawn_with(|c| c.router_secret = Some(ROUTER_SECRET.into())).await;
     let entities = json!({
         "query": "query($r: [_Any!]!) { _entities(representations: $r) { ... on Product { id } } }",
         "variables": { "r": [{ "__typename": "Product", "id": "1" }] },
@@ -216,7 +256,7 @@ async fn with_a_router_secret_only_the_router_reaches_entities_and_the_sdl() {
         let routed = Reply::from(
             app.client
                 .post(app.graphql_url())
-                .header("x-router-secret", SECRET)
+                .header("x-router-secret", ROUTER_SECRET)
                 .json(body)
                 .send()
                 .await
@@ -290,4 +330,148 @@ async fn the_router_gets_cache_hints_and_tags_for_entities_and_root_fields() {
         .query("{ product(id: \"3\") { title } }", json!({}), None)
         .await;
     assert!(client.body.get("extensions").is_none());
+}
+
+/// POSTs `query` as the router would, asking for an inline trace (the body
+/// is the one [`TestApp::query`] sends, so both share response-cache keys).
+async fn traced(app: &TestApp, query: &str, router_secret: Option<&str>) -> Reply {
+    let mut request = app
+        .client
+        .post(app.graphql_url())
+        .header("apollo-federation-include-trace", "ftv1")
+        .json(&json!({ "query": query, "variables": {} }));
+    if let Some(secret) = router_secret {
+        request = request.header("x-router-secret", secret);
+    }
+    Reply::from(request.send().await.unwrap()).await
+}
+
+fn decode_ftv1(reply: &Reply) -> proto::Trace {
+    let encoded = reply.body["extensions"]["ftv1"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no ftv1 in {:#}", reply.body));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    proto::Trace::decode(bytes.as_slice()).unwrap()
+}
+
+fn child<'a>(node: &'a proto::Node, response_name: &str) -> &'a proto::Node {
+    let id = Some(proto::NodeId::ResponseName(response_name.into()));
+    node.child
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no {response_name} under {node:#?}"))
+}
+
+fn element(node: &proto::Node, index: u32) -> &proto::Node {
+    let id = Some(proto::NodeId::Index(index));
+    node.child
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no element {index} under {node:#?}"))
+}
+
+#[tokio::test]
+async fn the_router_gets_an_inline_trace_of_every_field_with_its_errors() {
+    let app = TestApp::spawn_with(|c| c.router_secret = Some(ROUTER_SECRET.into())).await;
+    let query =
+        "{ product(id: \"3\") { name: title reviews(first: 2) { rating author { email } } } }";
+    let reply = traced(&app, query, Some(ROUTER_SECRET)).await;
+    // Anonymous: each author's email is an error at its path.
+    assert!(reply.body["data"]["product"]["reviews"][1]["rating"].is_i64());
+    let trace = decode_ftv1(&reply);
+
+    let (start, end) = (trace.start_time.unwrap(), trace.end_time.unwrap());
+    assert!((end.seconds, end.nanos) >= (start.seconds, start.nanos));
+    assert!(trace.duration_ns > 0);
+    let root = trace.root.unwrap();
+    assert!(root.id.is_none() && root.error.is_empty());
+
+    let product = child(&root, "product");
+    assert_eq!(
+        (product.parent_type.as_str(), product.r#type.as_str()),
+        ("Query", "Product")
+    );
+    assert!(product.start_time <= product.end_time && product.end_time <= trace.duration_ns);
+    let name = child(product, "name");
+    assert_eq!(
+        name.original_field_name, "title",
+        "an alias keeps its field name"
+    );
+    assert_eq!(
+        (name.parent_type.as_str(), name.r#type.as_str()),
+        ("Product", "String!")
+    );
+    let reviews = child(product, "reviews");
+    assert_eq!(reviews.r#type, "[Review!]!");
+    assert_eq!(
+        reviews.original_field_name, "",
+        "no alias, no original name"
+    );
+    assert_eq!(reviews.child.len(), 2, "one node per list element");
+    // A field ends when its resolver returns, before its children start.
+    for index in 0..2 {
+        let review = element(reviews, index);
+        assert!(
+            review.r#type.is_empty(),
+            "an element carries only its index"
+        );
+        let rating = child(review, "rating");
+        assert_eq!(rating.r#type, "Int!");
+        assert!(reviews.end_time <= rating.start_time);
+        let email = child(child(review, "author"), "email");
+        assert_eq!(email.parent_type, "Customer");
+        assert_eq!(email.error.len(), 1, "{email:#?}");
+        let error = &email.error[0];
+        assert!(!error.message.is_empty());
+        assert_eq!(error.location.len(), 1);
+        assert!(error.location[0].line == 1 && error.location[0].column > 1);
+        let json: serde_json::Value = serde_json::from_str(&error.json).unwrap();
+        assert_eq!(
+            json["path"],
+            json!(["product", "reviews", index, "author", "email"])
+        );
+        assert_eq!(json["message"], error.message.as_str());
+    }
+}
+
+#[tokio::test]
+async fn no_inline_trace_without_the_header_or_for_callers_other_than_the_router() {
+    let app = TestApp::spawn_with(|c| c.router_secret = Some(ROUTER_SECRET.into())).await;
+    let query = "{ product(id: \"3\") { title } }";
+    let untrusted = traced(&app, query, None).await;
+    let guessed = traced(&app, query, Some("router-secret-guess")).await;
+    let unasked = Reply::from(
+        app.client
+            .post(app.graphql_url())
+            .header("x-router-secret", ROUTER_SECRET)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    for reply in [untrusted, guessed, unasked] {
+        assert!(reply.data()["product"]["title"].is_string());
+        assert!(
+            reply.body["extensions"].get("ftv1").is_none(),
+            "{:#}",
+            reply.body
+        );
+    }
+
+    // Without a configured secret every caller is treated as the router, as
+    // for `_entities`. The response cache neither answers a traced request
+    // nor keeps its answer for others.
+    let open = TestApp::spawn().await;
+    let cached = open.query(query, json!({}), None).await;
+    assert_eq!(cached.headers["cache-control"], "public, max-age=60");
+    let trace = decode_ftv1(&traced(&open, query, None).await);
+    let after = open.query(query, json!({}), None).await;
+    assert!(after.body.get("extensions").is_none(), "{:#}", after.body);
+    assert_eq!(
+        child(trace.root.as_ref().unwrap(), "product").r#type,
+        "Product"
+    );
 }

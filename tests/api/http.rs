@@ -288,6 +288,80 @@ async fn every_response_carries_a_request_id_and_keeps_the_clients() {
     assert!(health.headers().contains_key("x-request-id"));
 }
 
+/// The `traceparent` a response carries, split into its four fields.
+fn traceparent_of(response: &reqwest::Response) -> Vec<String> {
+    let value = response.headers()["traceparent"].to_str().unwrap();
+    let fields: Vec<String> = value.split('-').map(str::to_string).collect();
+    assert_eq!(
+        fields.iter().map(String::len).collect::<Vec<_>>(),
+        [2, 32, 16, 2],
+        "{value}"
+    );
+    assert_eq!(fields[0], "00");
+    fields
+}
+
+#[tokio::test]
+async fn a_caller_s_trace_continues_here_and_a_bad_traceparent_starts_a_new_one() {
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT_ID: &str = "00f067aa0ba902b7";
+    let app = TestApp::spawn().await;
+    let send = |traceparent: Option<&'static str>| {
+        let mut request = app
+            .client
+            .post(app.graphql_url())
+            .json(&json!({ "query": "{ categories { id } }" }));
+        if let Some(value) = traceparent {
+            request = request
+                .header("traceparent", value)
+                .header("tracestate", "congo=t61rcWkgMzE");
+        }
+        request.send()
+    };
+
+    let continued = send(Some(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ))
+    .await
+    .unwrap();
+    let fields = traceparent_of(&continued);
+    assert_eq!(fields[1], TRACE_ID, "the caller's trace");
+    assert_ne!(fields[2], PARENT_ID, "this server's own span");
+    assert_ne!(fields[2], "0000000000000000");
+    assert_eq!(fields[3], "01", "the caller's sampling decision");
+
+    for bad in [
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+    ] {
+        let restarted = send(Some(bad)).await.unwrap();
+        let fields = traceparent_of(&restarted);
+        assert_ne!(fields[1], TRACE_ID, "{bad}");
+        assert_ne!(fields[1], "0".repeat(32), "{bad}");
+        assert_eq!(
+            restarted.status(),
+            200,
+            "{bad}: the request itself is served"
+        );
+    }
+
+    // Without one, every request starts its own trace; non-GraphQL
+    // endpoints answer with one too.
+    let first = traceparent_of(&send(None).await.unwrap());
+    let second = traceparent_of(&send(None).await.unwrap());
+    assert_ne!(first[1], second[1]);
+    let health = app
+        .client
+        .get(format!("{}/health/live", app.url))
+        .send()
+        .await
+        .unwrap();
+    traceparent_of(&health);
+}
+
 #[tokio::test]
 async fn cors_allows_configured_origins_only() {
     let app = TestApp::spawn().await;

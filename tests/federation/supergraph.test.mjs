@@ -35,6 +35,32 @@ async function post(url, query, variables = {}, authorization, extraHeaders = {}
   return response.json();
 }
 
+// The gateway's query-plan traces, by the test's `x-test-trace` header. A
+// request with that header is traced as Apollo's usage reporting would trace
+// it: the gateway asks each subgraph for its inline trace (ftv1) and merges
+// the decoded traces into the plan's fetch nodes.
+const queryPlanTraces = new Map();
+const queryPlanTraceRecorder = {
+  async requestDidStart({ request, metrics }) {
+    const key = request.http?.headers.get('x-test-trace');
+    if (!key) return {};
+    metrics.captureTraces = true;
+    return {
+      async willSendResponse({ metrics }) {
+        queryPlanTraces.set(key, metrics.queryPlanTrace);
+      },
+    };
+  },
+};
+
+/** Every fetch node of a query-plan trace. */
+function fetchNodes(node) {
+  if (!node) return [];
+  if (node.fetch) return [node.fetch];
+  if (node.flatten) return fetchNodes(node.flatten.node);
+  return (node.sequence ?? node.parallel)?.nodes.flatMap(fetchNodes) ?? [];
+}
+
 let shipping;
 let gateway;
 let gatewayUrl;
@@ -67,6 +93,7 @@ before(async () => {
   assert.equal(composed.errors, undefined, JSON.stringify(composed.errors?.map((e) => e.message)));
   const supergraphSdl = composed.supergraphSdl.replaceAll(', for: SECURITY)', ')');
   gateway = new ApolloServer({
+    plugins: [queryPlanTraceRecorder],
     gateway: new ApolloGateway({
       supergraphSdl,
       // The router forwards the caller's token to the subgraphs.
@@ -102,6 +129,9 @@ test('the subgraph SDL composes alone and beside another subgraph, with both lib
   for (const services of [alone, both]) {
     const apollo = apolloCompose(services);
     assert.equal(apollo.errors, undefined, JSON.stringify(apollo.errors?.map((e) => e.message)));
+    // The contract tags reach the supergraph, where contracts filter by them.
+    assert.match(apollo.supergraphSdl, /me: Customer .*@tag\(name: "personal"\)/);
+    assert.match(apollo.supergraphSdl, /setProductPrice\(.*@tag\(name: "internal"\)/);
     const guild = guildCompose(services);
     assert.equal(guild.errors, undefined, JSON.stringify(guild.errors?.map((e) => e.message)));
   }
@@ -119,6 +149,25 @@ test('a query through the gateway joins both subgraphs', async () => {
     assert.ok(node.title.length > 0);
     assert.deepEqual(node.shippingEstimate, estimateFor(node.id));
   }
+});
+
+test("the gateway merges commerce-graph's inline traces into its query plan", async () => {
+  const query = '{ shipment(id: "s1") { product { title price { amount } } } products(first: 2) { nodes { title shippingEstimate { days } } } }';
+  const result = await post(gatewayUrl, query, {}, undefined, { 'x-test-trace': 'plan' });
+  assert.equal(result.errors, undefined, JSON.stringify(result.errors));
+  const fetches = fetchNodes(queryPlanTraces.get('plan')).filter((f) => f.serviceName === 'commerce');
+  // One fetch for `products`, one for the shipment's product entity.
+  assert.equal(fetches.length, 2);
+  for (const fetch of fetches) {
+    assert.equal(fetch.traceParsingFailed, false);
+    assert.ok(fetch.trace?.durationNs > 0, 'a trace from commerce-graph');
+  }
+  const roots = fetches.map((f) => f.trace.root.child.map((c) => c.responseName));
+  assert.deepEqual(roots.map((r) => r[0]).sort(), ['_entities', 'products']);
+  const entities = fetches.find((f) => f.trace.root.child[0].responseName === '_entities');
+  const fields = entities.trace.root.child[0].child.map((c) => `${c.parentType}.${c.originalFieldName || c.responseName}`);
+  assert.ok(fields.includes('Product.title'), JSON.stringify(fields));
+  assert.ok(fields.includes('Product.price'), JSON.stringify(fields));
 });
 
 test('entities referenced by the other subgraph resolve in commerce-graph', async () => {
