@@ -256,7 +256,7 @@ fn read_get(raw: &str) -> Result<Params, Problem> {
 
 /// The header a client names itself in (Apollo's convention); registered
 /// documents may be scoped to one client.
-const CLIENT_NAME: &str = "apollographql-client-name";
+pub(super) const CLIENT_NAME: &str = "apollographql-client-name";
 
 /// The document the request runs: its `query`, or the persisted document its
 /// APQ hash, `documentId` or `doc_id` names, under the configured mode.

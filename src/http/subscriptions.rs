@@ -15,6 +15,10 @@
 //! connections, 3008 a client silent for a whole keepalive interval after a
 //! ping. Too many subscriptions on one connection is an `error` message for
 //! that subscription (`TOO_MANY_SUBSCRIPTIONS`); the others go on.
+//!
+//! Browsers open WebSockets to any origin without CORS, but the token travels
+//! in `connection_init`, never in a cookie, so a foreign page gets only what
+//! an anonymous client gets.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,8 +87,12 @@ pub async fn get_graphql_or_upgrade(State(app): State<AppState>, request: Reques
 
 fn accept(app: AppState, ws: WebSocketUpgrade, headers: &HeaderMap) -> HttpResponse {
     let router = graphql::router_access(&app, headers);
-    let headers = headers.clone();
-    let request_id = graphql::request_id(&headers);
+    let request_id = graphql::request_id(headers);
+    // Kept for the connection's life: only what its operations need.
+    let mut client = HeaderMap::new();
+    if let Some(name) = headers.get(graphql::CLIENT_NAME) {
+        client.insert(graphql::CLIENT_NAME, name.clone());
+    }
     // A message is one GraphQL request: the HTTP body limit applies.
     let max_message = app.config.max_body_bytes;
     let ws = ws
@@ -109,7 +117,7 @@ fn accept(app: AppState, ws: WebSocketUpgrade, headers: &HeaderMap) -> HttpRespo
         };
         let connection = Connection {
             app,
-            headers,
+            client,
             router,
             request_id,
             viewer: None,
@@ -135,9 +143,9 @@ struct Operation {
 
 struct Connection {
     app: AppState,
-    /// The upgrade request's headers (the client's name, for persisted
-    /// documents scoped to it).
-    headers: HeaderMap,
+    /// The upgrade request's client-name header (persisted documents may be
+    /// scoped to a client).
+    client: HeaderMap,
     router: RouterAccess,
     request_id: String,
     /// Who the connection acts for, once `connection_init` was acknowledged.
@@ -320,7 +328,7 @@ impl Connection {
         }
         // The same documents run as over HTTP: persisted ones by id or APQ
         // hash, and in safelist mode registered ones only.
-        let resolved = match graphql::resolve_document(&self.app, &self.headers, &payload).await {
+        let resolved = match graphql::resolve_document(&self.app, &self.client, &payload).await {
             Ok(resolved) => resolved,
             Err(problem) => {
                 let mut error = ServerError::new(problem.message, None);
