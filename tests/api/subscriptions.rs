@@ -431,3 +431,57 @@ async fn the_safelist_holds_over_websocket_too() {
         "QUERY_NOT_IN_SAFELIST"
     );
 }
+
+#[tokio::test]
+async fn a_subscriber_that_fell_behind_is_told_and_sent_the_current_state() {
+    use commerce_graph::auth::Viewer;
+    use commerce_graph::events::Event;
+    use commerce_graph::graph::{RequestScope, RouterAccess};
+
+    let app = TestApp::spawn_with(|config| config.subscriptions.event_buffer = 1).await;
+    let state = &app.state;
+    let request = async_graphql::Request::new(PRICE)
+        .variables(async_graphql::Variables::from_json(json!({ "id": "9" })));
+    let (request, _scope) = RequestScope::new(
+        request,
+        &state.store,
+        Viewer::anonymous(),
+        RouterAccess::Open,
+        &state.config.posture,
+        false,
+    );
+    let mut results = state.schema.execute_stream(request);
+    // Nothing yet, but the subscription is in place.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), results.next())
+            .await
+            .is_err()
+    );
+
+    set_price(&app, "9", 555).await;
+    // Two more events while the subscriber reads nothing: with a buffer of
+    // one, the first two are dropped for it.
+    state
+        .events
+        .publish(Event::ProductUpdated { product_id: 9 });
+    state
+        .events
+        .publish(Event::ProductUpdated { product_id: 9 });
+
+    let told = results.next().await.unwrap();
+    assert_eq!(
+        told.errors[0]
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .cloned(),
+        Some(async_graphql::Value::from("EVENTS_DROPPED"))
+    );
+    let current = results.next().await.unwrap().data.into_json().unwrap();
+    assert_eq!(
+        current["productUpdated"]["price"]["cents"], 555,
+        "{current}"
+    );
+    let last = results.next().await.unwrap().data.into_json().unwrap();
+    assert_eq!(last["productUpdated"]["price"]["cents"], 555);
+}
