@@ -105,7 +105,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schema => {
             print!(
                 "{}",
-                graph::subgraph_sdl(&graph::build_schema(config.limits, config.posture))
+                graph::subgraph_sdl(&graph::build_schema(
+                    config.limits,
+                    config.posture,
+                    Default::default()
+                ))
             );
             Ok(())
         }
@@ -134,7 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn persisted(config: &Config, command: PersistedCommand) -> anyhow::Result<()> {
     let store = open(config).await?;
     store.migrate().await.context("migrating the database")?;
-    let schema = graph::build_schema(config.limits, config.posture);
+    let schema = graph::build_schema(config.limits, config.posture, Default::default());
     let registry = PersistedQueryRegistry::new(store, schema, config.limits);
     match command {
         PersistedCommand::Import { file, client } => {

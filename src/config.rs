@@ -244,6 +244,31 @@ pub struct Settings {
     /// response [default: on in development].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_EXPOSE_SQL_STATEMENTS")]
     pub expose_sql_statements: Option<bool>,
+
+    /// Most WebSocket (subscription) connections open at once; the next is
+    /// closed with 1013 [default: 10000].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_WS_MAX_CONNECTIONS")]
+    pub ws_max_connections: Option<usize>,
+
+    /// Most subscriptions active on one WebSocket connection [default: 100].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_WS_MAX_SUBSCRIPTIONS")]
+    pub ws_max_subscriptions: Option<usize>,
+
+    /// How long a new WebSocket connection has to send `connection_init`
+    /// before it is closed with 4408, e.g. 10s [default: 10s].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_WS_INIT_TIMEOUT", value_parser = parse_duration)]
+    pub ws_init_timeout: Option<Duration>,
+
+    /// How often the server pings a WebSocket client; one that sends
+    /// nothing (not even a pong) for that long after a ping is closed
+    /// [default: 15s].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_WS_KEEPALIVE", value_parser = parse_duration)]
+    pub ws_keepalive: Option<Duration>,
+
+    /// Events a subscriber may fall behind by before it misses some (and is
+    /// told so) [default: 16].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_EVENT_BUFFER")]
+    pub event_buffer: Option<usize>,
 }
 
 /// The same settings as read from the `--config` file.
@@ -283,6 +308,11 @@ struct FileSettings {
     introspection: Option<Introspection>,
     suggestions: Option<bool>,
     request_timeout: Option<String>,
+    ws_max_connections: Option<usize>,
+    ws_max_subscriptions: Option<usize>,
+    ws_init_timeout: Option<String>,
+    ws_keepalive: Option<String>,
+    event_buffer: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -319,6 +349,35 @@ pub struct Config {
     /// Refuse requests a foreign web page could send without a CORS
     /// preflight (see `http::graphql`).
     pub csrf_prevention: bool,
+    /// Bounds and timers of subscriptions over WebSocket.
+    pub subscriptions: SubscriptionSettings,
+}
+
+/// Bounds and timers of subscriptions over WebSocket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscriptionSettings {
+    /// Connections open at once, server-wide.
+    pub max_connections: usize,
+    /// Active subscriptions on one connection.
+    pub max_per_connection: usize,
+    /// Time a connection has to send `connection_init`.
+    pub init_timeout: Duration,
+    /// Ping interval, and how long a pinged client may stay silent.
+    pub keepalive: Duration,
+    /// Events a subscriber may fall behind by.
+    pub event_buffer: usize,
+}
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
+        SubscriptionSettings {
+            max_connections: 10_000,
+            max_per_connection: 100,
+            init_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
+            event_buffer: 16,
+        }
+    }
 }
 
 impl Config {
@@ -382,6 +441,40 @@ impl Config {
             }
             (None, None) => None,
         };
+        let duration =
+            |name: &str, flag: Option<Duration>, text: &Option<String>| match (flag, text) {
+                (Some(value), _) => Ok(Some(value)),
+                (None, Some(text)) => parse_duration(text)
+                    .map(Some)
+                    .map_err(|e| anyhow::anyhow!("{name}: {e}")),
+                (None, None) => Ok(None),
+            };
+        let subscriptions = {
+            let defaults = SubscriptionSettings::default();
+            SubscriptionSettings {
+                max_connections: settings
+                    .ws_max_connections
+                    .or(file.ws_max_connections)
+                    .unwrap_or(defaults.max_connections),
+                max_per_connection: settings
+                    .ws_max_subscriptions
+                    .or(file.ws_max_subscriptions)
+                    .unwrap_or(defaults.max_per_connection),
+                init_timeout: duration(
+                    "ws_init_timeout",
+                    settings.ws_init_timeout,
+                    &file.ws_init_timeout,
+                )?
+                .unwrap_or(defaults.init_timeout),
+                keepalive: duration("ws_keepalive", settings.ws_keepalive, &file.ws_keepalive)?
+                    .unwrap_or(defaults.keepalive),
+                event_buffer: settings
+                    .event_buffer
+                    .or(file.event_buffer)
+                    .unwrap_or(defaults.event_buffer)
+                    .max(1),
+            }
+        };
         let measure_only = parse_limit_names(
             settings
                 .limits_measure_only
@@ -405,6 +498,7 @@ impl Config {
         };
         Ok(Config {
             posture,
+            subscriptions,
             listen: settings
                 .listen
                 .or(file.listen)

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod graph;
 pub mod http;
 pub mod limits;

@@ -5,13 +5,15 @@ use std::collections::HashMap;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::dataloader::Loader;
-use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject, ID};
+use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
+use futures::Stream;
 use serde_json::Value;
 
 use super::customers::{Customer, CustomerId};
 use super::error::ApiError;
 use super::federation::{authenticated, entity_or_null};
+use super::live;
 use super::loader::{
     collect_children, group_by_params, loader, require_admin, require_customer, store, StoreLoader,
 };
@@ -19,6 +21,7 @@ use super::pagination::{
     decode_cursor, decode_id_cursor, encode_cursor, encode_id_cursor, page_size, parse_id,
     DEFAULT_PAGE_SIZE, MAX_IMAGES, MAX_PAGE_SIZE,
 };
+use crate::events::{Event, Topic};
 use crate::store::{
     self, CategoryRow, ImageRow, InventoryRow, ProductPage, ProductRow, ReviewRow, ReviewStatsRow,
     SortValue,
@@ -915,6 +918,7 @@ impl CatalogMutation {
             .set_product_price(id, cents)
             .await
             .map_err(ApiError::from)?;
+        live::publish(ctx, Event::ProductUpdated { product_id: id });
         reload_product(ctx, id).await
     }
 
@@ -946,6 +950,78 @@ impl CatalogMutation {
             .adjust_inventory(id, &warehouse, delta)
             .await
             .map_err(ApiError::from)?;
+        publish_stock_change(ctx, id);
         Ok(InventoryLevel(row))
+    }
+}
+
+/// A product's stock changed (committed): its inventory and the product
+/// itself ("price or stock") are news.
+pub(crate) fn publish_stock_change(ctx: &Context<'_>, product_id: i64) {
+    live::publish(ctx, Event::InventoryChanged { product_id });
+    live::publish(ctx, Event::ProductUpdated { product_id });
+}
+
+// ---- subscriptions ------------------------------------------------------------
+
+async fn committed_product(store: &store::Store, id: i64) -> Result<Product> {
+    store
+        .products_by_ids(&[id])
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .next()
+        .map(Product)
+        .ok_or_else(|| ApiError::NotFound(format!("product {id} does not exist")).into())
+}
+
+async fn committed_inventory(store: &store::Store, id: i64) -> Result<Vec<InventoryLevel>> {
+    Ok(store
+        .inventory_by_products(&[id])
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .map(InventoryLevel)
+        .collect())
+}
+
+#[derive(Default)]
+pub struct CatalogSubscription;
+
+#[Subscription]
+impl CatalogSubscription {
+    /// The product each time its price or stock changes (committed state).
+    async fn product_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<impl Stream<Item = Result<Product>>> {
+        let store = live::begin(ctx)?;
+        let id = parse_id("id", &id)?;
+        // Subscribed before the first await: see `live`.
+        let reloads = store.clone();
+        let events = live::watch(ctx, &[Topic::Product(id)], move || {
+            let store = reloads.clone();
+            async move { committed_product(&store, id).await }
+        })?;
+        committed_product(&store, id).await?;
+        Ok(events)
+    }
+
+    /// The product's stock in every warehouse, each time it changes.
+    async fn inventory_changed(
+        &self,
+        ctx: &Context<'_>,
+        product_id: ID,
+    ) -> Result<impl Stream<Item = Result<Vec<InventoryLevel>>>> {
+        let store = live::begin(ctx)?;
+        let id = parse_id("productId", &product_id)?;
+        let reloads = store.clone();
+        let events = live::watch(ctx, &[Topic::Inventory(id)], move || {
+            let store = reloads.clone();
+            async move { committed_inventory(&store, id).await }
+        })?;
+        committed_product(&store, id).await?;
+        Ok(events)
     }
 }

@@ -98,6 +98,12 @@ impl ExecutionStarted {
         self.0.load(Ordering::Relaxed)
     }
 
+    /// Records that execution started. async-graphql runs no `execute`
+    /// hook for subscriptions, so their root fields call this.
+    pub(crate) fn mark(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
     /// Adds a code to each error of `response` that has none.
     pub fn assign_missing_codes(&self, response: &mut Response) {
         let fallback = if self.get() {

@@ -31,6 +31,8 @@ pub const RULES: &[FieldRule] = &[
     FieldRule::new("Product.reviewCount").weight(1),
     FieldRule::new("Product.averageRating").weight(1),
     FieldRule::new("Order.items").assumed_size(ASSUMED_ORDER_LINES),
+    // Each result of the subscription is one product's stock.
+    FieldRule::new("Subscription.inventoryChanged").assumed_size(ASSUMED_WAREHOUSES),
     // A COUNT over the whole listing, one more statement.
     FieldRule::new("ProductConnection.totalCount").weight(10),
     FieldRule::new("OrderConnection.totalCount").weight(10),

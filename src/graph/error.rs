@@ -21,6 +21,7 @@ pub mod code {
     pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
     pub const INVALID_STATUS_TRANSITION: &str = "INVALID_STATUS_TRANSITION";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+    pub const EVENTS_DROPPED: &str = "EVENTS_DROPPED";
 }
 
 #[derive(Clone, Debug)]
@@ -55,6 +56,11 @@ pub enum ApiError {
     },
     Unauthenticated(&'static str),
     Forbidden(&'static str),
+    /// A subscriber fell behind and missed events; the state sent next is
+    /// the current one.
+    EventsDropped {
+        missed: u64,
+    },
     /// Something broke below the API; details are in the server log only.
     Internal,
 }
@@ -71,6 +77,7 @@ impl ApiError {
             ApiError::PageSizeExceeded { .. } => code::PAGE_SIZE_EXCEEDED,
             ApiError::Unauthenticated(_) => code::UNAUTHENTICATED,
             ApiError::Forbidden(_) => code::FORBIDDEN,
+            ApiError::EventsDropped { .. } => code::EVENTS_DROPPED,
             ApiError::Internal => code::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,6 +107,10 @@ impl ApiError {
             ApiError::Unauthenticated(message) | ApiError::Forbidden(message) => {
                 (*message).to_string()
             }
+            ApiError::EventsDropped { missed } => format!(
+                "this subscription fell behind and {missed} events were dropped; \
+                 the next result is the current state"
+            ),
             ApiError::Internal => "Internal server error".to_string(),
         }
     }

@@ -11,6 +11,7 @@ mod demand;
 mod error;
 mod federation;
 pub mod ftv1;
+mod live;
 mod loader;
 pub mod orders;
 mod pagination;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{
-    EmptySubscription, IntrospectionMode, MergedObject, Request, Response, SDLExportOptions,
+    IntrospectionMode, MergedObject, MergedSubscription, Request, Response, SDLExportOptions,
     Schema, ServerError, Value,
 };
 use batching::{RequestActivity, Tracked};
@@ -32,6 +33,7 @@ pub use error::{code, ApiError};
 pub use loader::{request_loader, RequestLoader};
 
 use crate::auth::Viewer;
+use crate::events::Events;
 use crate::limits::cost::CostModel;
 use crate::limits::Limits;
 use crate::store::Store;
@@ -46,7 +48,10 @@ pub struct Query(
 #[derive(MergedObject, Default)]
 pub struct Mutation(orders::OrderMutation, catalog::CatalogMutation);
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(catalog::CatalogSubscription, orders::OrderSubscription);
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Who may introspect the schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -82,8 +87,15 @@ impl Default for Posture {
     }
 }
 
-fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription).enable_federation()
+fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .enable_federation()
+    // The router routes subscriptions to the subgraphs whose SDL has them.
+    .enable_subscription_in_federation()
 }
 
 /// The costs of this schema's fields (see [`demand`]).
@@ -94,9 +106,12 @@ pub fn cost_model() -> CostModel {
     CostModel::new(&sdl, demand::RULES).unwrap_or_else(|e| panic!("the cost rules: {e}"))
 }
 
-pub fn build_schema(limits: Limits, posture: Posture) -> AppSchema {
+/// The schema, publishing its writes' events on `events` (and subscribing
+/// its subscriptions there).
+pub fn build_schema(limits: Limits, posture: Posture, events: Events) -> AppSchema {
     let mut builder = schema_builder()
         .data(limits)
+        .data(events)
         .data(cost_model())
         .extension(conventions::Conventions);
     if !posture.suggestions {

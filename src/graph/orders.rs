@@ -5,13 +5,15 @@ use std::collections::HashMap;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::dataloader::Loader;
-use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject, ID};
+use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
+use futures::Stream;
 
-use super::catalog::{timestamp, Money, Product, ProductId};
+use super::catalog::{publish_stock_change, timestamp, Money, Product, ProductId};
 use super::customers::{Customer, CustomerId};
 use super::error::ApiError;
 use super::federation::{authenticated, entity_or_null};
+use super::live;
 use super::loader::{
     collect_children, group_by_params, loader, require_admin, require_customer,
     require_owner_or_admin, store, viewer, StoreLoader,
@@ -20,6 +22,7 @@ use super::pagination::{
     decode_id_cursor, encode_id_cursor, page_size, parse_id, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
 use crate::auth::Viewer;
+use crate::events::{Event, Topic};
 use crate::store::{self, OrderItemRow, OrderPage, OrderRow};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -513,6 +516,29 @@ async fn reload_order(ctx: &Context<'_>, id: i64) -> Result<Order> {
     Ok(Order::visible(row, viewer(ctx))?)
 }
 
+/// An order's status change committed; a cancellation also put its stock
+/// back.
+async fn publish_status_change(ctx: &Context<'_>, id: i64, status: OrderStatus) {
+    live::publish(ctx, Event::OrderStatusChanged { order_id: id });
+    if status != OrderStatus::Cancelled {
+        return;
+    }
+    let items = match store(ctx) {
+        Ok(store) => store.order_items_by_orders(&[id]).await,
+        Err(_) => return,
+    };
+    match items {
+        Ok(items) => {
+            for item in items {
+                publish_stock_change(ctx, item.product_id);
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, order = id, "stock events of a cancellation lost")
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct OrderMutation;
 
@@ -537,6 +563,11 @@ impl OrderMutation {
             store::Placed::Created(id) => (id, false),
             store::Placed::Replayed(id) => (id, true),
         };
+        if !replayed {
+            for line in &lines {
+                publish_stock_change(ctx, line.product_id);
+            }
+        }
         Ok(PlaceOrderPayload {
             order: reload_order(ctx, id).await?,
             replayed,
@@ -555,6 +586,7 @@ impl OrderMutation {
             .set_order_status(id, OrderStatus::Cancelled.as_str())
             .await
             .map_err(ApiError::from)?;
+        publish_status_change(ctx, id, OrderStatus::Cancelled).await;
         reload_order(ctx, id).await
     }
 
@@ -573,6 +605,52 @@ impl OrderMutation {
             .set_order_status(id, status.as_str())
             .await
             .map_err(ApiError::from)?;
+        publish_status_change(ctx, id, status).await;
         reload_order(ctx, id).await
+    }
+}
+
+// ---- subscriptions ------------------------------------------------------------
+
+/// The order as committed, if `viewer` may still see it.
+async fn committed_order(store: &store::Store, id: i64, viewer: Viewer) -> Result<Order> {
+    let row = store
+        .orders_by_ids(&[id])
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound(format!("order {id} does not exist")))?;
+    Ok(Order::visible(row, viewer)?)
+}
+
+#[derive(Default)]
+pub struct OrderSubscription;
+
+#[Subscription]
+impl OrderSubscription {
+    /// The order each time its status changes: its customer or an admin
+    /// only, like `order`.
+    async fn order_status_changed(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+    ) -> Result<impl Stream<Item = Result<Order>>> {
+        let store = live::begin(ctx)?;
+        let id = parse_id("orderId", &order_id)?;
+        let viewer = viewer(ctx);
+        if !viewer.is_authenticated() {
+            return Err(ApiError::Unauthenticated(
+                "sign in (send a token in connection_init) to watch orders",
+            )
+            .into());
+        }
+        let reloads = store.clone();
+        let events = live::watch(ctx, &[Topic::Order(id)], move || {
+            let store = reloads.clone();
+            async move { committed_order(&store, id, viewer).await }
+        })?;
+        committed_order(&store, id, viewer).await?;
+        Ok(events)
     }
 }

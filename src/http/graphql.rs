@@ -132,17 +132,17 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 /// Unknown keys are ignored, as the GraphQL-over-HTTP spec asks. `variables`
 /// and `extensions` stay JSON text until they are measured and checked.
 #[derive(Deserialize, Debug, Default)]
-struct Params {
-    query: Option<String>,
+pub(super) struct Params {
+    pub query: Option<String>,
     #[serde(rename = "operationName")]
-    operation_name: Option<String>,
-    variables: Option<Box<RawValue>>,
-    extensions: Option<Box<RawValue>>,
+    pub operation_name: Option<String>,
+    pub variables: Option<Box<RawValue>>,
+    pub extensions: Option<Box<RawValue>>,
     /// A persisted document's id (the GraphQL-over-HTTP proposal).
     #[serde(rename = "documentId")]
-    document_id: Option<String>,
+    pub document_id: Option<String>,
     /// A persisted document's id (Relay).
-    doc_id: Option<String>,
+    pub doc_id: Option<String>,
 }
 
 /// Headers a browser sends cross-origin only after a CORS preflight, which
@@ -161,7 +161,7 @@ const SIMPLE_CONTENT_TYPES: [&str; 3] = [
     "multipart/form-data",
 ];
 
-fn request_id(headers: &HeaderMap) -> String {
+pub(super) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -450,13 +450,13 @@ fn percent_decode(component: &str) -> Option<String> {
 
 /// The header a client names itself in (Apollo's convention); registered
 /// documents may be scoped to one client.
-const CLIENT_NAME: &str = "apollographql-client-name";
+pub(super) const CLIENT_NAME: &str = "apollographql-client-name";
 
 /// The document the request runs: its `query`, or the persisted document its
 /// APQ hash, `documentId` or `doc_id` names, under the configured mode.
 /// Refusals are never cached (`no-store`): the same id may work once the
 /// client sends the body, or once the document is registered.
-async fn resolve_document(
+pub(super) async fn resolve_document(
     app: &AppState,
     headers: &HeaderMap,
     params: &Params,
@@ -545,7 +545,7 @@ fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Viewer, Problem> 
 }
 
 /// Whether the request carries the router secret (when one is configured).
-fn router_access(app: &AppState, headers: &HeaderMap) -> RouterAccess {
+pub(super) fn router_access(app: &AppState, headers: &HeaderMap) -> RouterAccess {
     let Some(secret) = &app.config.router_secret else {
         return RouterAccess::Open;
     };
@@ -586,12 +586,14 @@ fn operation_type(
     }
 }
 
-type JsonObject = serde_json::Map<String, serde_json::Value>;
+pub(super) type JsonObject = serde_json::Map<String, serde_json::Value>;
 
 /// Reads `extensions`: an object or null. It is parsed whole (it carries the
 /// APQ hash and the client's flags), so serde_json's recursion limit (128)
 /// bounds its nesting, with a clean error past it.
-fn read_extensions(extensions: Option<&RawValue>) -> Result<Option<JsonObject>, Problem> {
+pub(super) fn read_extensions(
+    extensions: Option<&RawValue>,
+) -> Result<Option<JsonObject>, Problem> {
     let Some(raw) = extensions else {
         return Ok(None);
     };
@@ -605,7 +607,7 @@ fn read_extensions(extensions: Option<&RawValue>) -> Result<Option<JsonObject>, 
 
 /// Reads `variables`: measured against the limits on its JSON text, then
 /// parsed, to an object or null (absent or null `variables` is no variables).
-fn read_variables(
+pub(super) fn read_variables(
     app: &AppState,
     variables: Option<&RawValue>,
 ) -> Result<serde_json::Value, Problem> {

@@ -7,6 +7,7 @@ pub mod graphiql;
 pub mod graphql;
 mod problem;
 pub mod response_cache;
+mod subscriptions;
 pub mod trace_context;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::JwtKeys;
 use crate::config::Config;
+use crate::events::Events;
 use crate::graph::{self, AppSchema};
 use crate::persisted::PersistedQueryRegistry;
 use crate::store::Store;
@@ -40,12 +42,19 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: PersistedQueryRegistry,
     pub response_cache: response_cache::ResponseCache,
+    /// What writes publish and subscriptions watch.
+    pub events: Events,
+    /// WebSocket connections open now (bounded by the configuration).
+    pub connections: subscriptions::Connections,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store) -> anyhow::Result<AppState> {
-        let schema = graph::build_schema(config.limits, config.posture);
+        let events = Events::local(config.subscriptions.event_buffer);
+        let schema = graph::build_schema(config.limits, config.posture, events.clone());
         Ok(AppState {
+            connections: subscriptions::Connections::new(config.subscriptions.max_connections),
+            events,
             registry: PersistedQueryRegistry::new(store.clone(), schema.clone(), config.limits),
             response_cache: response_cache::ResponseCache::new(config.response_cache_bytes),
             schema,
@@ -63,7 +72,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/graphql",
-            get(graphql::get_graphql)
+            get(subscriptions::get_graphql_or_upgrade)
                 .post(graphql::post_graphql)
                 .fallback(graphql::other_method),
         )

@@ -148,8 +148,7 @@ async fn answers_keep_the_selection_order_so_the_etag_is_stable() {
     let mut first: Option<(String, String)> = None;
     for _ in 0..25 {
         let response = app
-            .client
-            .get(app.graphql_url())
+            .get_graphql()
             .query(&[("query", query), ("variables", r#"{"id":"3"}"#)])
             .send()
             .await
@@ -193,8 +192,7 @@ async fn answers_keep_the_selection_order_so_the_etag_is_stable() {
 async fn one_vary_header_names_every_request_header_the_answer_depends_on() {
     let app = TestApp::spawn().await;
     let response = app
-        .client
-        .get(app.graphql_url())
+        .get_graphql()
         .query(&[("query", "{ categories { slug name } }")])
         .header("accept-encoding", "gzip")
         .header("origin", crate::helpers::ALLOWED_ORIGIN)

@@ -17,6 +17,8 @@ pub const ALLOWED_ORIGIN: &str = "https://shop.example";
 
 pub struct TestApp {
     pub url: String,
+    /// The running server's state, for tests that reach below HTTP.
+    pub state: AppState,
     pub client: reqwest::Client,
     jwt: JwtKeys,
     _dir: tempfile::TempDir,
@@ -94,10 +96,12 @@ impl TestApp {
         let store = prepare_store(&config).await.unwrap();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(AppState::new(config, store).unwrap());
+        let state = AppState::new(config, store).unwrap();
+        let app = router(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         TestApp {
             url,
+            state,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()

@@ -13,4 +13,5 @@ mod limits;
 mod manifests;
 mod persisted;
 mod posture;
+mod subscriptions;
 mod writes;

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Subscriptions through the npm graphql-ws client: events after mutations
+# over HTTP, the owner's order, a bad token's close code, limits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+(cd tests/subscriptions && npm install --no-audit --no-fund --loglevel=error)
+
+export COMMERCE_GRAPH_JWT_SECRET="subscriptions-test-secret-$(date +%s%N)"
+source .ci/start-server.sh
+node --test tests/subscriptions/
