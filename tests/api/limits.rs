@@ -316,3 +316,42 @@ async fn circular_introspection_is_refused() {
     assert_eq!(reply.error_codes(), ["INTROSPECTION_TOO_DEEP"]);
     assert_eq!(reply.body["errors"][0]["extensions"]["limit"], 3);
 }
+
+/// `_entities`, the router's entry point, meets the same limits: its depth
+/// is measured like any field's, and its cost grows with the representations
+/// it is sent, so a router cannot be made to fetch without bound.
+#[tokio::test]
+async fn entities_meet_the_same_limits() {
+    let app = TestApp::spawn_with(|c| {
+        c.limits.max_depth = 3;
+        c.limits.max_cost = 500;
+    })
+    .await;
+    let post = |query: &str, count: usize| {
+        let representations: Vec<_> = (1..=count)
+            .map(|id| json!({ "__typename": "Product", "id": id.to_string() }))
+            .collect();
+        app.client
+            .post(app.graphql_url())
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query, "variables": { "r": representations } }))
+            .send()
+    };
+    let deep = "query($r: [_Any!]!) { _entities(representations: $r) { \
+                ... on Product { category { products(first: 1) { nodes { id } } } } } }";
+    let reply = Reply::from(post(deep, 1).await.unwrap()).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.error_codes(), ["QUERY_TOO_DEEP"]);
+
+    let shallow = "query($r: [_Any!]!) { _entities(representations: $r) { \
+                   ... on Product { id title } } }";
+    let few = Reply::from(post(shallow, 2).await.unwrap()).await;
+    assert_eq!(few.status, 200, "{}", few.body);
+    assert_eq!(few.body["data"]["_entities"][1]["id"], "2");
+    let many = Reply::from(post(shallow, 1_000).await.unwrap()).await;
+    assert_eq!(many.status, 400, "{}", many.body);
+    assert_eq!(many.error_codes(), ["QUERY_TOO_COMPLEX"]);
+    let extensions = &many.body["errors"][0]["extensions"];
+    assert_eq!(extensions["limit"], 500);
+    assert!(extensions["measured"].as_u64().unwrap() >= 1_000);
+}
