@@ -40,7 +40,8 @@ const PRODUCTS: u64 = 10_000;
 const CATEGORIES: u64 = 200;
 const CUSTOMERS: i64 = 20_000;
 
-const W1: &str = "query ProductPage($id: ID!) { product(id: $id) { title price { amount currency } \
+const W1: &str =
+    "query ProductPage($id: ID!) { product(id: $id) { title price { amount currency } \
     inventory { available warehouse } images(first: 5) { url alt } \
     reviews(first: 10) { rating author { name verified } text } } }";
 const W2: &str = "query AllOrders { orders(first: 100) { nodes { id customer { name } items { \
@@ -83,7 +84,9 @@ impl Settings {
     fn from_env() -> Settings {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let number = |name: &str, default: u64| {
-            var(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name}={v}")))
+            var(name).map_or(default, |v| {
+                v.parse().unwrap_or_else(|_| panic!("{name}={v}"))
+            })
         };
         let workloads = var("BENCH_WORKLOADS").unwrap_or_else(|| "W1,W2,W3,W4,W5".into());
         Settings {
@@ -169,6 +172,7 @@ impl Drop for Target {
         // The peer is a process group (its cluster's workers): end them all.
         let _ = Command::new("kill")
             .args(["-TERM", &format!("-{}", self.process.id())])
+            .stdin(Stdio::null())
             .status();
         let _ = self.process.kill();
         let _ = self.process.wait();
@@ -234,6 +238,7 @@ async fn run(settings: Settings) -> String {
             let status = Command::new(SERVER)
                 .args(["seed", "--scale", "10", "--database-url", &url])
                 .env("COMMERCE_GRAPH_LOG", "warn")
+                .stdin(Stdio::null())
                 .status()
                 .expect("commerce-graph seed");
             assert!(status.success(), "seeding failed");
@@ -348,6 +353,7 @@ async fn start_ours(client: &reqwest::Client, database_url: &str) -> Target {
         .args(["persisted", "import"])
         .arg(&manifest)
         .envs(common)
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()
         .expect("commerce-graph persisted import");
@@ -361,6 +367,7 @@ async fn start_ours(client: &reqwest::Client, database_url: &str) -> Target {
         .env("COMMERCE_GRAPH_PERSISTED_QUERIES", "apq")
         .env("COMMERCE_GRAPH_EXPOSE_SQL_STATEMENTS", "true")
         .env("COMMERCE_GRAPH_SEED_ON_START", "false")
+        .stdin(Stdio::null())
         .process_group(0)
         .spawn()
         .expect("commerce-graph serve");
@@ -387,6 +394,7 @@ async fn start_peer(client: &reqwest::Client, database_url: &str) -> Target {
         .env("DATABASE_URL", database_url)
         .env("PORT", port.to_string())
         .stdout(Stdio::null())
+        .stdin(Stdio::null())
         .process_group(0)
         .spawn()
         .expect("the peer's run.sh");
@@ -408,6 +416,7 @@ async fn start_ceiling(client: &reqwest::Client, body_file: &Path) -> Target {
     let mut process = Command::new(std::env::current_exe().expect("this benchmark"))
         .args(["--ceiling", &port.to_string()])
         .arg(body_file)
+        .stdin(Stdio::null())
         .process_group(0)
         .spawn()
         .expect("the ceiling server");
@@ -541,7 +550,15 @@ async fn measure(
     if workload == Workload::W4 && target.kind != Kind::Ceiling {
         register_w4(client, target).await;
     }
-    let _ = load(client, target, workload, settings.warmup, settings.concurrency, 1).await;
+    let _ = load(
+        client,
+        target,
+        workload,
+        settings.warmup,
+        settings.concurrency,
+        1,
+    )
+    .await;
     let sampling = Arc::new(AtomicBool::new(true));
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = {
@@ -652,7 +669,10 @@ fn tree_rss_kib(pid: u32) -> u64 {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
-            let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -731,11 +751,21 @@ fn render(
             let (ratio, p99_ratio) = match (kind, peer_figures) {
                 (Kind::Ours, Some(peer)) => (
                     format!("{:.1}×", figures.rps() / peer.rps()),
-                    format!("{:.2}", figures.percentile_ms(0.99) / peer.percentile_ms(0.99)),
+                    format!(
+                        "{:.2}",
+                        figures.percentile_ms(0.99) / peer.percentile_ms(0.99)
+                    ),
                 ),
                 _ => ("".into(), "".into()),
             };
-            row(&mut out, workload.describe(), kind, figures, &ratio, &p99_ratio);
+            row(
+                &mut out,
+                workload.describe(),
+                kind,
+                figures,
+                &ratio,
+                &p99_ratio,
+            );
         }
     }
     if let Some((figures, bytes)) = ceiling {
