@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow, Transaction};
 
-use super::{now_timestamp, tags, InventoryRow, Sql, Store, StoreError};
+use super::{now_timestamp, tags, Backend, InventoryRow, Sql, Store, StoreError};
 
 /// One line of an order to place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,7 +278,11 @@ impl Store {
 
     /// Takes `line.quantity` units from the product's warehouses, fullest
     /// first. Each decrement is conditional on the stock still being there,
-    /// so concurrent orders can never drive it below zero.
+    /// so concurrent orders can never drive it below zero. On PostgreSQL the
+    /// product's stock rows are locked first (`FOR UPDATE`, by warehouse
+    /// name), so what is read is what is taken, and concurrent writers lock
+    /// rows in one order (products by id, then warehouses by name) and
+    /// cannot deadlock; SQLite's write lock already serialises writers.
     async fn take_stock(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -286,10 +290,13 @@ impl Store {
     ) -> Result<Vec<(String, i64)>, WriteError> {
         let mut sql = Sql::new("SELECT warehouse, available FROM inventory WHERE product_id = ");
         let p = sql.bind(line.product_id);
-        sql.push(&format!(
-            "{p} AND available > 0 ORDER BY available DESC, warehouse"
-        ));
-        let stock: Vec<StockRow> = self.tx_fetch_all(tx, sql).await?;
+        sql.push(&format!("{p} AND available > 0 ORDER BY warehouse"));
+        if self.backend == Backend::Postgres {
+            sql.push(" FOR UPDATE");
+        }
+        let mut stock: Vec<StockRow> = self.tx_fetch_all(tx, sql).await?;
+        // Stable: equally full warehouses stay in name order.
+        stock.sort_by_key(|row| std::cmp::Reverse(row.available));
         let mut remaining = line.quantity;
         let mut taken = Vec::new();
         for row in stock {
@@ -361,7 +368,8 @@ impl Store {
                 "SELECT product_id, warehouse, quantity FROM stock_allocations WHERE order_id = ",
             );
             let id = sql.bind(order_id);
-            sql.push(&id);
+            // The lock order of `take_stock`: products by id, warehouses by name.
+            sql.push(&format!("{id} ORDER BY product_id, warehouse"));
             let allocations: Vec<AllocationRow> = self.tx_fetch_all(&mut tx, sql).await?;
             self.tags
                 .wrote(allocations.iter().map(|a| tags::inventory(a.product_id)));
@@ -475,8 +483,12 @@ impl Store {
             let p = sql.bind(product_id);
             let w = sql.bind(warehouse.to_string());
             let d = sql.bind(delta);
+            // A concurrent call may create the same warehouse first: then
+            // this adds to it (the same text on SQLite and PostgreSQL).
             sql.push(&format!(
-                "{p}, {w}, {d} WHERE EXISTS (SELECT 1 FROM products WHERE id = {p})"
+                "{p}, {w}, {d} WHERE EXISTS (SELECT 1 FROM products WHERE id = {p}) \
+                 ON CONFLICT (product_id, warehouse) \
+                 DO UPDATE SET available = inventory.available + excluded.available"
             ));
             if self.tx_execute(&mut tx, sql).await? == 0 {
                 return Err(WriteError::NotFound {
