@@ -28,7 +28,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         graphiql = config.graphiql,
         "commerce-graph listening: http://{address}/graphql"
     );
-    let app = router(AppState::new(config, store.clone())?);
+    let app = router(AppState::start(config, store.clone()).await?);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -11,6 +11,7 @@
 
 mod catalog;
 mod customers;
+pub mod notices;
 mod orders;
 mod persisted;
 mod rows;
@@ -113,6 +114,7 @@ pub struct Store {
     backend: Backend,
     statements: Arc<AtomicUsize>,
     tags: tags::TagLog,
+    committed: notices::CommittedEvents,
 }
 
 impl Store {
@@ -163,6 +165,7 @@ impl Store {
             backend,
             statements: Arc::new(AtomicUsize::new(0)),
             tags: Default::default(),
+            committed: Default::default(),
         })
     }
 
@@ -174,6 +177,7 @@ impl Store {
             backend: self.backend,
             statements: Arc::new(AtomicUsize::new(0)),
             tags: Default::default(),
+            committed: Default::default(),
         }
     }
 

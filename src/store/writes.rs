@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow, Transaction};
 
+use super::notices::stock_changed;
 use super::{now_timestamp, tags, Backend, InventoryRow, Sql, Store, StoreError};
+use crate::events::Event;
 
 /// One line of an order to place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,7 +274,13 @@ impl Store {
             "{number}, total_cents = {total}, currency = {currency} WHERE id = {id}"
         ));
         self.tx_execute(&mut tx, sql).await?;
+        let events: Vec<Event> = sorted
+            .iter()
+            .flat_map(|line| stock_changed(line.product_id))
+            .collect();
+        self.notify(&mut tx, &events, false).await?;
         tx.commit().await?;
+        self.committed(&events);
         Ok(Placed::Created(order_id))
     }
 
@@ -363,6 +371,7 @@ impl Store {
                 },
             });
         }
+        let mut events = vec![Event::OrderStatusChanged { order_id }];
         if to == "CANCELLED" {
             let mut sql = Sql::new(
                 "SELECT product_id, warehouse, quantity FROM stock_allocations WHERE order_id = ",
@@ -374,6 +383,11 @@ impl Store {
             self.tags
                 .wrote(allocations.iter().map(|a| tags::inventory(a.product_id)));
             for allocation in allocations {
+                if !events.contains(&Event::InventoryChanged {
+                    product_id: allocation.product_id,
+                }) {
+                    events.extend(stock_changed(allocation.product_id));
+                }
                 let mut sql = Sql::new("UPDATE inventory SET available = available + ");
                 let q = sql.bind(allocation.quantity);
                 let p = sql.bind(allocation.product_id);
@@ -382,7 +396,9 @@ impl Store {
                 self.tx_execute(&mut tx, sql).await?;
             }
         }
+        self.notify(&mut tx, &events, false).await?;
         tx.commit().await?;
+        self.committed(&events);
         Ok(())
     }
 
@@ -410,14 +426,20 @@ impl Store {
             "{} WHERE EXISTS (SELECT 1 FROM products WHERE id = {p}) RETURNING id",
             values.join(", ")
         ));
-        let rows: Vec<(i64,)> = self.fetch_all(sql).await?;
-        rows.into_iter()
+        let mut tx = self.pool().begin().await?;
+        let rows: Vec<(i64,)> = self.tx_fetch_all(&mut tx, sql).await?;
+        let id = rows
+            .into_iter()
             .next()
             .map(|(id,)| id)
             .ok_or(WriteError::NotFound {
                 what: "product",
                 id: product_id,
-            })
+            })?;
+        // No subscription watches reviews; the notice purges caches.
+        self.notify(&mut tx, &[], false).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     pub async fn set_product_price(&self, product_id: i64, cents: i64) -> Result<(), WriteError> {
@@ -428,15 +450,17 @@ impl Store {
         let now = sql.bind(now_timestamp());
         let id = sql.bind(product_id);
         sql.push(&format!("{c}, updated_at = {now} WHERE id = {id}"));
-        self.count_statement();
-        let (text, args) = sql.finish();
-        let done = sqlx::query_with(&text, args).execute(self.pool()).await?;
-        if done.rows_affected() == 0 {
+        let mut tx = self.pool().begin().await?;
+        if self.tx_execute(&mut tx, sql).await? == 0 {
             return Err(WriteError::NotFound {
                 what: "product",
                 id: product_id,
             });
         }
+        let events = [Event::ProductUpdated { product_id }];
+        self.notify(&mut tx, &events, false).await?;
+        tx.commit().await?;
+        self.committed(&events);
         Ok(())
     }
 
@@ -503,7 +527,10 @@ impl Store {
         let w = sql.bind(warehouse.to_string());
         sql.push(&format!("{p} AND warehouse = {w}"));
         let row: Vec<InventoryRow> = self.tx_fetch_all(&mut tx, sql).await?;
+        let events = stock_changed(product_id);
+        self.notify(&mut tx, &events, false).await?;
         tx.commit().await?;
+        self.committed(&events);
         row.into_iter().next().ok_or(WriteError::NotFound {
             what: "product",
             id: product_id,

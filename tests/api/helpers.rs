@@ -29,7 +29,9 @@ pub struct TestApp {
     pub state: AppState,
     pub client: reqwest::Client,
     jwt: JwtKeys,
-    _database: TestDatabase,
+    /// The test's database, removed when the first server ends (a replica
+    /// started by [`TestApp::replica`] shares it and holds none).
+    _database: Option<TestDatabase>,
 }
 
 /// A GraphQL response as a client sees it.
@@ -81,11 +83,26 @@ impl TestApp {
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         let database = TestDatabase::seeded().await;
+        let url = database.url().to_string();
+        TestApp::spawn_on(url, Some(database), configure).await
+    }
+
+    /// A second server on this one's database, as a second replica behind a
+    /// load balancer would be (it must end before this one).
+    pub async fn replica(&self) -> TestApp {
+        TestApp::spawn_on(self.state.config.database_url.clone(), None, |_| {}).await
+    }
+
+    async fn spawn_on(
+        database_url: String,
+        database: Option<TestDatabase>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         // Every setting not named here keeps its development default, so a new
         // setting needs no change here.
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: database.url().to_string(),
+            database_url,
             profile: Profile::Development,
             jwt_secret: Some(JWT_SECRET.into()),
             jwt_secret_is_default: false,
@@ -102,7 +119,7 @@ impl TestApp {
         let store = prepare_store(&config).await.unwrap();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = AppState::new(config, store).unwrap();
+        let state = AppState::start(config, store).await.unwrap();
         let app = router(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         TestApp {
