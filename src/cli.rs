@@ -230,7 +230,7 @@ pub fn document_json(row: &PersistedDocumentRow) -> serde_json::Value {
 }
 
 pub(crate) async fn open(config: &Config) -> anyhow::Result<Store> {
-    Store::connect(&config.database_url, config.db_max_connections)
+    Store::connect(&config.database_url, &config.pool_settings())
         .await
         .with_context(|| format!("opening {}", redact_url(&config.database_url)))
 }

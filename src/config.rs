@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::graph::{Introspection, Posture};
 use crate::limits::{Limit, LimitSet, Limits, MOST_VARIABLES_DEPTH};
 use crate::persisted::PersistedMode;
+use crate::store::PoolSettings;
 
 /// The JWT secret used when none is configured, in development only.
 pub const DEVELOPMENT_JWT_SECRET: &str = "commerce-graph-development-secret-not-for-production";
@@ -103,6 +104,16 @@ pub struct Settings {
     /// Database connections in the pool [default: 16].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
+
+    /// Longest wait for a database connection, opening one included, e.g.
+    /// 5s [default: 10s].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_DB_CONNECT_TIMEOUT", value_parser = parse_duration)]
+    pub db_connect_timeout: Option<Duration>,
+
+    /// Longest one SQL statement may run on PostgreSQL before the database
+    /// cancels it, e.g. 5s [default: 5s].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_DB_STATEMENT_TIMEOUT", value_parser = parse_duration)]
+    pub db_statement_timeout: Option<Duration>,
 
     /// Largest request body accepted, in bytes [default: 1048576].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_MAX_BODY_BYTES")]
@@ -282,6 +293,8 @@ struct FileSettings {
     jwt_public_key: Option<PathBuf>,
     jwt_jwks_file: Option<PathBuf>,
     db_max_connections: Option<u32>,
+    db_connect_timeout: Option<String>,
+    db_statement_timeout: Option<String>,
     max_body_bytes: Option<usize>,
     cors_origins: Option<Vec<String>>,
     graphiql: Option<bool>,
@@ -328,6 +341,10 @@ pub struct Config {
     pub jwt_public_key: Option<PathBuf>,
     pub jwt_jwks_file: Option<PathBuf>,
     pub db_max_connections: u32,
+    /// Longest wait for a database connection.
+    pub db_connect_timeout: Duration,
+    /// Longest one statement may run (PostgreSQL).
+    pub db_statement_timeout: Duration,
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
     pub graphiql: bool,
@@ -388,6 +405,15 @@ impl Config {
             self.jwt_public_key.as_deref(),
             self.jwt_jwks_file.as_deref(),
         )
+    }
+
+    /// How the store's pool opens and uses connections.
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.db_max_connections,
+            connect_timeout: self.db_connect_timeout,
+            statement_timeout: self.db_statement_timeout,
+        }
     }
 
     /// Resolves flags and environment (already merged by clap in `settings`)
@@ -475,6 +501,19 @@ impl Config {
                     .max(1),
             }
         };
+        let pool_defaults = PoolSettings::default();
+        let db_connect_timeout = duration(
+            "db_connect_timeout",
+            settings.db_connect_timeout,
+            &file.db_connect_timeout,
+        )?
+        .unwrap_or(pool_defaults.connect_timeout);
+        let db_statement_timeout = duration(
+            "db_statement_timeout",
+            settings.db_statement_timeout,
+            &file.db_statement_timeout,
+        )?
+        .unwrap_or(pool_defaults.statement_timeout);
         let measure_only = parse_limit_names(
             settings
                 .limits_measure_only
@@ -517,7 +556,9 @@ impl Config {
             db_max_connections: settings
                 .db_max_connections
                 .or(file.db_max_connections)
-                .unwrap_or(16),
+                .unwrap_or(pool_defaults.max_connections),
+            db_connect_timeout,
+            db_statement_timeout,
             max_body_bytes: settings
                 .max_body_bytes
                 .or(file.max_body_bytes)
@@ -757,6 +798,35 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
         assert_eq!(config.database_url, "sqlite://flag.db");
         assert!(!config.graphiql);
+    }
+
+    #[test]
+    fn database_pool_settings_come_from_flags_or_the_file() {
+        let config = Config::resolve(&Settings::default()).unwrap();
+        assert_eq!(config.pool_settings(), PoolSettings::default());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "db_max_connections = 40\ndb_connect_timeout = \"3s\"\ndb_statement_timeout = \"750ms\"\n",
+        )
+        .unwrap();
+        let settings = Settings {
+            config: Some(path.clone()),
+            db_statement_timeout: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
+        let pool = Config::resolve(&settings).unwrap().pool_settings();
+        assert_eq!(pool.max_connections, 40);
+        assert_eq!(pool.connect_timeout, Duration::from_secs(3));
+        assert_eq!(pool.statement_timeout, Duration::from_secs(2));
+        std::fs::write(&path, "db_statement_timeout = \"soon\"\n").unwrap();
+        let settings = Settings {
+            config: Some(path),
+            ..Default::default()
+        };
+        let error = format!("{:#}", Config::resolve(&settings).unwrap_err());
+        assert!(error.contains("db_statement_timeout"), "{error}");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         graphiql = config.graphiql,
         "commerce-graph listening: http://{address}/graphql"
     );
-    let app = router(AppState::new(config, store.clone())?);
+    let app = router(AppState::start(config, store.clone()).await?);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -44,10 +44,17 @@ pub async fn prepare_store(config: &Config) -> anyhow::Result<Store> {
     store.migrate().await.context("migrating the database")?;
     if config.seed_on_start && store.is_empty().await? {
         let started = std::time::Instant::now();
-        let report = seed::seed(&store, START_SEED_SCALE)
-            .await
-            .context("seeding the empty database")?;
-        tracing::info!(%report, elapsed_ms = started.elapsed().as_millis() as u64, "seeded the demo data");
+        match seed::seed(&store, START_SEED_SCALE).await {
+            Ok(report) => {
+                tracing::info!(%report, elapsed_ms = started.elapsed().as_millis() as u64, "seeded the demo data");
+            }
+            // Replicas starting together on one empty PostgreSQL database
+            // race to seed it: one wins, the others find its rows.
+            Err(error) if !store.is_empty().await? => {
+                tracing::info!(%error, "another replica seeded the database");
+            }
+            Err(error) => return Err(error).context("seeding the empty database"),
+        }
     }
     Ok(store)
 }

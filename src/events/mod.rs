@@ -4,8 +4,12 @@
 //! so an event is never stale data, and a subscriber that missed some events
 //! only has to load once to be current again.
 //!
-//! One interface, so the in-process bus ([`LocalBus`], one node) can be
-//! joined by one that crosses replicas without the schema noticing.
+//! One interface for one node and many: on SQLite the writer publishes what
+//! it committed to the in-process bus ([`LocalBus`]); on PostgreSQL the
+//! write's transaction sends the events with NOTIFY (`store::notices`), and
+//! every replica's listener publishes them to its own in-process bus, so a
+//! subscriber on any replica hears of a write made on any other, and only of
+//! writes that committed.
 
 mod local;
 
@@ -70,11 +74,20 @@ pub trait EventBus: Send + Sync {
 
 /// The bus the server runs with. Cheap to clone.
 #[derive(Clone)]
-pub struct Events(Arc<dyn EventBus>);
+pub struct Events {
+    bus: Arc<dyn EventBus>,
+    /// Whether committed events come back from the database (PostgreSQL's
+    /// NOTIFY, heard by every replica, this one included) rather than from
+    /// the writer.
+    from_database: bool,
+}
 
 impl Events {
     pub fn new(bus: impl EventBus + 'static) -> Events {
-        Events(Arc::new(bus))
+        Events {
+            bus: Arc::new(bus),
+            from_database: false,
+        }
     }
 
     /// The in-process bus, each subscriber buffering at most `buffer` events.
@@ -82,13 +95,33 @@ impl Events {
         Events::new(LocalBus::new(buffer))
     }
 
+    /// The in-process bus fed by the database's notices: the writer does not
+    /// publish its committed events itself (the notice it sent inside its
+    /// transaction brings them back, to every replica), and whoever listens
+    /// hands them to [`Events::publish`].
+    pub fn fed_by_database(buffer: usize) -> Events {
+        Events {
+            from_database: true,
+            ..Events::local(buffer)
+        }
+    }
+
+    /// A write committed `event`: publish it here unless the database
+    /// delivers it.
+    pub fn committed(&self, event: Event) {
+        if !self.from_database {
+            self.publish(event);
+        }
+    }
+
+    /// Hands `event` to this replica's subscribers of its topic.
     pub fn publish(&self, event: Event) {
         tracing::debug!(?event, "publishing");
-        self.0.publish(event);
+        self.bus.publish(event);
     }
 
     pub fn subscribe(&self, topic: Topic) -> EventStream {
-        self.0.subscribe(topic)
+        self.bus.subscribe(topic)
     }
 }
 

@@ -21,7 +21,7 @@ use super::pagination::{
     decode_cursor, decode_id_cursor, encode_cursor, encode_id_cursor, page_size, parse_id,
     DEFAULT_PAGE_SIZE, MAX_IMAGES, MAX_PAGE_SIZE,
 };
-use crate::events::{Event, Topic};
+use crate::events::Topic;
 use crate::store::{
     self, CategoryRow, ImageRow, InventoryRow, ProductPage, ProductRow, ReviewRow, ReviewStatsRow,
     SortValue,
@@ -918,7 +918,7 @@ impl CatalogMutation {
             .set_product_price(id, cents)
             .await
             .map_err(ApiError::from)?;
-        live::publish(ctx, Event::ProductUpdated { product_id: id });
+        live::publish_committed(ctx);
         reload_product(ctx, id).await
     }
 
@@ -950,16 +950,9 @@ impl CatalogMutation {
             .adjust_inventory(id, &warehouse, delta)
             .await
             .map_err(ApiError::from)?;
-        publish_stock_change(ctx, id);
+        live::publish_committed(ctx);
         Ok(InventoryLevel(row))
     }
-}
-
-/// A product's stock changed (committed): its inventory and the product
-/// itself ("price or stock") are news.
-pub(crate) fn publish_stock_change(ctx: &Context<'_>, product_id: i64) {
-    live::publish(ctx, Event::InventoryChanged { product_id });
-    live::publish(ctx, Event::ProductUpdated { product_id });
 }
 
 // ---- subscriptions ------------------------------------------------------------

@@ -15,15 +15,18 @@ use futures::{Stream, StreamExt};
 use super::error::ApiError;
 use super::loader::{loader, store};
 use super::ExecutionStarted;
-use crate::events::{Delivery, Event, Events, Topic};
+use crate::events::{Delivery, Events, Topic};
 use crate::store::Store;
 
-/// Publishes `event`; call it only after the store call that committed the
-/// change returned `Ok`.
-pub(crate) fn publish(ctx: &Context<'_>, event: Event) {
+/// Publishes the events the request's writes committed (the store knows
+/// which: it recorded them, and on PostgreSQL already sent them inside the
+/// transaction). Call it after the store call that committed returned `Ok`.
+pub(crate) fn publish_committed(ctx: &Context<'_>) {
+    let Ok(store) = store(ctx) else { return };
+    let committed = store.take_committed_events();
     match ctx.data::<Events>() {
-        Ok(events) => events.publish(event),
-        Err(_) => tracing::error!(?event, "a schema without an event bus: event lost"),
+        Ok(events) => committed.into_iter().for_each(|e| events.committed(e)),
+        Err(_) => tracing::error!(?committed, "a schema without an event bus: events lost"),
     }
 }
 

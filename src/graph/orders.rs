@@ -9,7 +9,7 @@ use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject, Su
 use chrono::{DateTime, Utc};
 use futures::Stream;
 
-use super::catalog::{publish_stock_change, timestamp, Money, Product, ProductId};
+use super::catalog::{timestamp, Money, Product, ProductId};
 use super::customers::{Customer, CustomerId};
 use super::error::ApiError;
 use super::federation::{authenticated, entity_or_null};
@@ -22,7 +22,7 @@ use super::pagination::{
     decode_id_cursor, encode_id_cursor, page_size, parse_id, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
 use crate::auth::Viewer;
-use crate::events::{Event, Topic};
+use crate::events::Topic;
 use crate::store::{self, OrderItemRow, OrderPage, OrderRow};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -516,29 +516,6 @@ async fn reload_order(ctx: &Context<'_>, id: i64) -> Result<Order> {
     Ok(Order::visible(row, viewer(ctx))?)
 }
 
-/// An order's status change committed; a cancellation also put its stock
-/// back.
-async fn publish_status_change(ctx: &Context<'_>, id: i64, status: OrderStatus) {
-    live::publish(ctx, Event::OrderStatusChanged { order_id: id });
-    if status != OrderStatus::Cancelled {
-        return;
-    }
-    let items = match store(ctx) {
-        Ok(store) => store.order_items_by_orders(&[id]).await,
-        Err(_) => return,
-    };
-    match items {
-        Ok(items) => {
-            for item in items {
-                publish_stock_change(ctx, item.product_id);
-            }
-        }
-        Err(error) => {
-            tracing::error!(%error, order = id, "stock events of a cancellation lost")
-        }
-    }
-}
-
 #[derive(Default)]
 pub struct OrderMutation;
 
@@ -563,11 +540,7 @@ impl OrderMutation {
             store::Placed::Created(id) => (id, false),
             store::Placed::Replayed(id) => (id, true),
         };
-        if !replayed {
-            for line in &lines {
-                publish_stock_change(ctx, line.product_id);
-            }
-        }
+        live::publish_committed(ctx);
         Ok(PlaceOrderPayload {
             order: reload_order(ctx, id).await?,
             replayed,
@@ -586,7 +559,7 @@ impl OrderMutation {
             .set_order_status(id, OrderStatus::Cancelled.as_str())
             .await
             .map_err(ApiError::from)?;
-        publish_status_change(ctx, id, OrderStatus::Cancelled).await;
+        live::publish_committed(ctx);
         reload_order(ctx, id).await
     }
 
@@ -605,7 +578,7 @@ impl OrderMutation {
             .set_order_status(id, status.as_str())
             .await
             .map_err(ApiError::from)?;
-        publish_status_change(ctx, id, status).await;
+        live::publish_committed(ctx);
         reload_order(ctx, id).await
     }
 }

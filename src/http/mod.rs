@@ -5,6 +5,7 @@
 mod admin;
 pub mod graphiql;
 pub mod graphql;
+mod notices;
 mod problem;
 pub mod response_cache;
 mod subscriptions;
@@ -28,7 +29,8 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::graph::{self, AppSchema};
 use crate::persisted::PersistedQueryRegistry;
-use crate::store::Store;
+use crate::store::{Backend, Store};
+use anyhow::Context as _;
 use trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
 
 pub use problem::codes;
@@ -49,8 +51,24 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store) -> anyhow::Result<AppState> {
-        let events = Events::local(config.subscriptions.event_buffer);
+    /// The state of a server on `store`; on PostgreSQL it also listens for
+    /// the notices of every replica's writes (see [`notices`]).
+    pub async fn start(config: Config, store: Store) -> anyhow::Result<AppState> {
+        let state = AppState::new(config, store)?;
+        if state.store.backend() == Backend::Postgres {
+            notices::follow(&state)
+                .await
+                .context("listening for the other replicas' notices")?;
+        }
+        Ok(state)
+    }
+
+    fn new(config: Config, store: Store) -> anyhow::Result<AppState> {
+        let buffer = config.subscriptions.event_buffer;
+        let events = match store.backend() {
+            Backend::Sqlite => Events::local(buffer),
+            Backend::Postgres => Events::fed_by_database(buffer),
+        };
         let schema = graph::build_schema(config.limits, config.posture, events.clone());
         Ok(AppState {
             connections: subscriptions::Connections::new(config.subscriptions.max_connections),

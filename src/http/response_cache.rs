@@ -143,6 +143,11 @@ impl ResponseCache {
         }
         keys.len()
     }
+
+    /// Drops every answer (when purges may have been missed).
+    pub fn purge_all(&self) {
+        self.entries.invalidate_all();
+    }
 }
 
 fn lock(index: &TagIndex) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<CacheKey>>> {

@@ -194,8 +194,9 @@ impl PersistedQueryRegistry {
         self.apq.insert(sha256, body).await;
     }
 
-    /// Drops what this replica remembers of the registry, after a change.
-    fn forget(&self) {
+    /// Drops what this replica remembers of the registry, after a change
+    /// (here, or on another replica: its notice says so).
+    pub fn forget(&self) {
         self.found.invalidate_all();
         self.missing.invalidate_all();
     }

@@ -4,11 +4,14 @@
 //! functions here, one statement per batch. The SQL is written to run unchanged on
 //! SQLite (the embedded default) and PostgreSQL: `$n` placeholders, row-value
 //! comparisons for keyset pagination, window functions for per-parent lists.
+//! Where the engines cannot share a statement (SQLite's pragmas, PostgreSQL's
+//! row locks and sequences), the code branches on [`Backend`] here, never above.
 //! Each [`Store`] handle counts the statements it executes, so a request's cost in
 //! round trips is observable (the `x-sql-statements` header and the tests).
 
 mod catalog;
 mod customers;
+pub mod notices;
 mod orders;
 mod persisted;
 mod rows;
@@ -69,8 +72,38 @@ pub enum StoreError {
         id: i64,
         problem: String,
     },
-    #[error("PostgreSQL is not supported by this build yet (see issue 8)")]
-    PostgresNotYetSupported,
+}
+
+/// How the pool opens and uses connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Connections open at most.
+    pub max_connections: u32,
+    /// Longest wait for a connection, opening a new one included.
+    pub connect_timeout: Duration,
+    /// Longest one statement may run (PostgreSQL's `statement_timeout`;
+    /// SQLite has no such setting).
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PoolSettings {
+    /// The defaults with `max_connections` connections (tools and tests).
+    pub fn with_max_connections(max_connections: u32) -> Self {
+        PoolSettings {
+            max_connections,
+            ..Default::default()
+        }
+    }
 }
 
 /// A handle on the database. Cheap to clone; clones share the pool and the
@@ -81,39 +114,58 @@ pub struct Store {
     backend: Backend,
     statements: Arc<AtomicUsize>,
     tags: tags::TagLog,
+    committed: notices::CommittedEvents,
 }
 
 impl Store {
     /// Opens a pool on `url`. For SQLite the file (and its folder) is created if
     /// missing, and every connection runs in WAL mode with a busy timeout so that
-    /// concurrent readers never see `database is locked`.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+    /// concurrent readers never see `database is locked`. On PostgreSQL every
+    /// connection gets the configured statement timeout.
+    pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let url = match backend {
             Backend::Sqlite => prepare_sqlite_url(url)?,
-            Backend::Postgres => return Err(StoreError::PostgresNotYetSupported),
+            Backend::Postgres => url.to_string(),
         };
+        let statement_timeout_ms = settings.statement_timeout.as_millis().max(1);
         let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(|conn, _meta| {
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.connect_timeout)
+            .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                    )
-                    .await?;
+                    match backend {
+                        Backend::Sqlite => {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                        }
+                        Backend::Postgres => {
+                            // A number, not a bound parameter: SET takes none.
+                            conn.execute(
+                                format!("SET statement_timeout = {statement_timeout_ms}").as_str(),
+                            )
+                            .await?;
+                        }
+                    }
                     Ok(())
                 })
             })
-            .connect(&url)
-            .await?;
+            .connect(&url);
+        // Opening the first connection is bounded too: an unreachable server
+        // fails the start instead of hanging it.
+        let pool = tokio::time::timeout(settings.connect_timeout, pool)
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
         Ok(Store {
             pool,
             backend,
             statements: Arc::new(AtomicUsize::new(0)),
             tags: Default::default(),
+            committed: Default::default(),
         })
     }
 
@@ -125,6 +177,7 @@ impl Store {
             backend: self.backend,
             statements: Arc::new(AtomicUsize::new(0)),
             tags: Default::default(),
+            committed: Default::default(),
         }
     }
 
@@ -146,7 +199,13 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
-            Backend::Postgres => return Err(StoreError::PostgresNotYetSupported),
+            // sqlx takes an advisory lock first: replicas starting at once
+            // migrate one after the other.
+            Backend::Postgres => {
+                sqlx::migrate!("migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
         }
         Ok(())
     }

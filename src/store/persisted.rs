@@ -42,6 +42,8 @@ impl Store {
                 sqlx::query_with(&text, args).execute(&mut *tx).await?;
             }
         }
+        // Every replica forgets what it cached of the registry.
+        self.notify(&mut tx, &[], true).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -89,9 +91,15 @@ impl Store {
         }
         self.count_statement();
         let (text, args) = sql.finish();
-        Ok(sqlx::query_with(&text, args)
-            .execute(self.pool())
+        let mut tx = self.pool().begin().await?;
+        let removed = sqlx::query_with(&text, args)
+            .execute(&mut *tx)
             .await?
-            .rows_affected())
+            .rows_affected();
+        if removed > 0 {
+            self.notify(&mut tx, &[], true).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
     }
 }

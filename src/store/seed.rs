@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use sqlx::any::AnyArguments;
 use sqlx::{Any, Transaction};
 
-use super::{format_timestamp, Sql, Store, StoreError};
+use super::{format_timestamp, Backend, Sql, Store, StoreError};
 
 /// Rows per INSERT statement: at most 9 columns × 500 = 4,500 bound
 /// parameters, far below SQLite's 32,766 and PostgreSQL's 65,535.
@@ -157,6 +157,7 @@ impl Rng {
 /// One value of a row to insert.
 enum Cell {
     Int(i64),
+    Bool(bool),
     Text(String),
 }
 
@@ -209,6 +210,7 @@ impl<'t> Inserter<'t> {
                 }
                 values.push_str(&match cell {
                     Cell::Int(v) => sql.bind(v),
+                    Cell::Bool(v) => sql.bind(v),
                     Cell::Text(v) => sql.bind(v),
                 });
             }
@@ -237,10 +239,27 @@ fn at(base: DateTime<Utc>, offset: Duration) -> Cell {
     Cell::Text(format_timestamp(base + offset))
 }
 
-/// `customers.verified` as bound: 0 or 1 (SQLite has no boolean type).
-fn verified_cell(verified: bool) -> Cell {
-    Cell::Int(i64::from(verified))
+/// `customers.verified` as bound: a boolean on PostgreSQL, 0 or 1 on SQLite
+/// (which has no boolean type).
+fn verified_cell(backend: Backend, verified: bool) -> Cell {
+    match backend {
+        Backend::Postgres => Cell::Bool(verified),
+        Backend::Sqlite => Cell::Int(i64::from(verified)),
+    }
 }
+
+/// Tables whose ids the seed wrote explicitly. PostgreSQL's identity
+/// sequences did not see those ids, so each is moved past the largest one
+/// before anything else inserts (SQLite takes the next rowid from the table).
+const TABLES_WITH_IDS: [&str; 7] = [
+    "categories",
+    "products",
+    "product_images",
+    "customers",
+    "reviews",
+    "orders",
+    "order_items",
+];
 
 fn base_date(year: i32, month: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0)
@@ -364,7 +383,7 @@ pub async fn seed(store: &Store, scale: u32) -> Result<SeedReport, StoreError> {
                 Cell::Int(id),
                 text(name),
                 text(format!("customer{id}@example.test")),
-                verified_cell(verified),
+                verified_cell(store.backend(), verified),
             ])
             .await?;
     }
@@ -459,6 +478,17 @@ pub async fn seed(store: &Store, scale: u32) -> Result<SeedReport, StoreError> {
     }
     report.order_items = insert.finish().await?;
 
+    if store.backend() == Backend::Postgres {
+        for table in TABLES_WITH_IDS {
+            sqlx::query(&format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+                 (SELECT MAX(id) FROM {table}))"
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+
     tx.commit().await?;
     Ok(report)
 }
@@ -466,10 +496,13 @@ pub async fn seed(store: &Store, scale: u32) -> Result<SeedReport, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::PoolSettings;
 
     async fn fresh_store(dir: &tempfile::TempDir, name: &str) -> Store {
         let url = format!("sqlite://{}/{name}.db", dir.path().display());
-        let store = Store::connect(&url, 2).await.unwrap();
+        let store = Store::connect(&url, &PoolSettings::with_max_connections(2))
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         store
     }

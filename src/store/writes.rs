@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow, Transaction};
 
-use super::{now_timestamp, tags, InventoryRow, Sql, Store, StoreError};
+use super::notices::stock_changed;
+use super::{now_timestamp, tags, Backend, InventoryRow, Sql, Store, StoreError};
+use crate::events::Event;
 
 /// One line of an order to place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,13 +274,23 @@ impl Store {
             "{number}, total_cents = {total}, currency = {currency} WHERE id = {id}"
         ));
         self.tx_execute(&mut tx, sql).await?;
+        let events: Vec<Event> = sorted
+            .iter()
+            .flat_map(|line| stock_changed(line.product_id))
+            .collect();
+        self.notify(&mut tx, &events, false).await?;
         tx.commit().await?;
+        self.committed(&events);
         Ok(Placed::Created(order_id))
     }
 
     /// Takes `line.quantity` units from the product's warehouses, fullest
     /// first. Each decrement is conditional on the stock still being there,
-    /// so concurrent orders can never drive it below zero.
+    /// so concurrent orders can never drive it below zero. On PostgreSQL the
+    /// product's stock rows are locked first (`FOR UPDATE`, by warehouse
+    /// name), so what is read is what is taken, and concurrent writers lock
+    /// rows in one order (products by id, then warehouses by name) and
+    /// cannot deadlock; SQLite's write lock already serialises writers.
     async fn take_stock(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -286,10 +298,13 @@ impl Store {
     ) -> Result<Vec<(String, i64)>, WriteError> {
         let mut sql = Sql::new("SELECT warehouse, available FROM inventory WHERE product_id = ");
         let p = sql.bind(line.product_id);
-        sql.push(&format!(
-            "{p} AND available > 0 ORDER BY available DESC, warehouse"
-        ));
-        let stock: Vec<StockRow> = self.tx_fetch_all(tx, sql).await?;
+        sql.push(&format!("{p} AND available > 0 ORDER BY warehouse"));
+        if self.backend == Backend::Postgres {
+            sql.push(" FOR UPDATE");
+        }
+        let mut stock: Vec<StockRow> = self.tx_fetch_all(tx, sql).await?;
+        // Stable: equally full warehouses stay in name order.
+        stock.sort_by_key(|row| std::cmp::Reverse(row.available));
         let mut remaining = line.quantity;
         let mut taken = Vec::new();
         for row in stock {
@@ -356,16 +371,23 @@ impl Store {
                 },
             });
         }
+        let mut events = vec![Event::OrderStatusChanged { order_id }];
         if to == "CANCELLED" {
             let mut sql = Sql::new(
                 "SELECT product_id, warehouse, quantity FROM stock_allocations WHERE order_id = ",
             );
             let id = sql.bind(order_id);
-            sql.push(&id);
+            // The lock order of `take_stock`: products by id, warehouses by name.
+            sql.push(&format!("{id} ORDER BY product_id, warehouse"));
             let allocations: Vec<AllocationRow> = self.tx_fetch_all(&mut tx, sql).await?;
             self.tags
                 .wrote(allocations.iter().map(|a| tags::inventory(a.product_id)));
             for allocation in allocations {
+                if !events.contains(&Event::InventoryChanged {
+                    product_id: allocation.product_id,
+                }) {
+                    events.extend(stock_changed(allocation.product_id));
+                }
                 let mut sql = Sql::new("UPDATE inventory SET available = available + ");
                 let q = sql.bind(allocation.quantity);
                 let p = sql.bind(allocation.product_id);
@@ -374,7 +396,9 @@ impl Store {
                 self.tx_execute(&mut tx, sql).await?;
             }
         }
+        self.notify(&mut tx, &events, false).await?;
         tx.commit().await?;
+        self.committed(&events);
         Ok(())
     }
 
@@ -402,14 +426,20 @@ impl Store {
             "{} WHERE EXISTS (SELECT 1 FROM products WHERE id = {p}) RETURNING id",
             values.join(", ")
         ));
-        let rows: Vec<(i64,)> = self.fetch_all(sql).await?;
-        rows.into_iter()
+        let mut tx = self.pool().begin().await?;
+        let rows: Vec<(i64,)> = self.tx_fetch_all(&mut tx, sql).await?;
+        let id = rows
+            .into_iter()
             .next()
             .map(|(id,)| id)
             .ok_or(WriteError::NotFound {
                 what: "product",
                 id: product_id,
-            })
+            })?;
+        // No subscription watches reviews; the notice purges caches.
+        self.notify(&mut tx, &[], false).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     pub async fn set_product_price(&self, product_id: i64, cents: i64) -> Result<(), WriteError> {
@@ -420,15 +450,17 @@ impl Store {
         let now = sql.bind(now_timestamp());
         let id = sql.bind(product_id);
         sql.push(&format!("{c}, updated_at = {now} WHERE id = {id}"));
-        self.count_statement();
-        let (text, args) = sql.finish();
-        let done = sqlx::query_with(&text, args).execute(self.pool()).await?;
-        if done.rows_affected() == 0 {
+        let mut tx = self.pool().begin().await?;
+        if self.tx_execute(&mut tx, sql).await? == 0 {
             return Err(WriteError::NotFound {
                 what: "product",
                 id: product_id,
             });
         }
+        let events = [Event::ProductUpdated { product_id }];
+        self.notify(&mut tx, &events, false).await?;
+        tx.commit().await?;
+        self.committed(&events);
         Ok(())
     }
 
@@ -475,8 +507,12 @@ impl Store {
             let p = sql.bind(product_id);
             let w = sql.bind(warehouse.to_string());
             let d = sql.bind(delta);
+            // A concurrent call may create the same warehouse first: then
+            // this adds to it (the same text on SQLite and PostgreSQL).
             sql.push(&format!(
-                "{p}, {w}, {d} WHERE EXISTS (SELECT 1 FROM products WHERE id = {p})"
+                "{p}, {w}, {d} WHERE EXISTS (SELECT 1 FROM products WHERE id = {p}) \
+                 ON CONFLICT (product_id, warehouse) \
+                 DO UPDATE SET available = inventory.available + excluded.available"
             ));
             if self.tx_execute(&mut tx, sql).await? == 0 {
                 return Err(WriteError::NotFound {
@@ -491,7 +527,10 @@ impl Store {
         let w = sql.bind(warehouse.to_string());
         sql.push(&format!("{p} AND warehouse = {w}"));
         let row: Vec<InventoryRow> = self.tx_fetch_all(&mut tx, sql).await?;
+        let events = stock_changed(product_id);
+        self.notify(&mut tx, &events, false).await?;
         tx.commit().await?;
+        self.committed(&events);
         row.into_iter().next().ok_or(WriteError::NotFound {
             what: "product",
             id: product_id,

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::helpers::TestDatabase;
+
 const BIN: &str = env!("CARGO_BIN_EXE_commerce-graph");
 
 /// Kills the server when the test ends, however it ends.
@@ -58,9 +60,8 @@ fn start(database_url: &str) -> (Server, String) {
 
 #[tokio::test]
 async fn serve_on_an_empty_database_migrates_seeds_and_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}/nested/commerce.db", dir.path().display());
-    let (_server, url) = start(&database_url);
+    let database = TestDatabase::empty().await;
+    let (_server, url) = start(database.url());
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while client
@@ -87,12 +88,11 @@ async fn serve_on_an_empty_database_migrates_seeds_and_answers() {
 
 #[test]
 fn migrate_then_seed_fill_a_database_and_seed_refuses_a_second_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}/commerce.db", dir.path().display());
+    let database = TestDatabase::empty_blocking();
     let run = |args: &[&str]| {
         Command::new(BIN)
             .args(args)
-            .env("COMMERCE_GRAPH_DATABASE_URL", &database_url)
+            .env("COMMERCE_GRAPH_DATABASE_URL", database.url())
             .output()
             .unwrap()
     };
@@ -122,11 +122,11 @@ fn production_without_a_secret_refuses_to_start() {
 #[test]
 fn persisted_import_list_and_remove_manage_the_registry() {
     let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}/commerce.db", dir.path().display());
+    let database = TestDatabase::empty_blocking();
     let run = |args: &[&str]| {
         let output = Command::new(BIN)
             .args(args)
-            .env("COMMERCE_GRAPH_DATABASE_URL", &database_url)
+            .env("COMMERCE_GRAPH_DATABASE_URL", database.url())
             .output()
             .unwrap();
         (

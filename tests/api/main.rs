@@ -13,5 +13,6 @@ mod limits;
 mod manifests;
 mod persisted;
 mod posture;
+mod replicas;
 mod subscriptions;
 mod writes;

@@ -14,13 +14,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::helpers::TestApp;
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-const PRICE: &str = "subscription($id: ID!) { productUpdated(id: $id) { id price { cents } } }";
-const SET_PRICE: &str =
+pub(crate) const PRICE: &str =
+    "subscription($id: ID!) { productUpdated(id: $id) { id price { cents } } }";
+pub(crate) const SET_PRICE: &str =
     "mutation($id: ID!, $cents: Int!) { setProductPrice(productId: $id, cents: $cents) { id } }";
 
-async fn open(app: &TestApp) -> Socket {
+pub(crate) async fn open(app: &TestApp) -> Socket {
     let url = format!("{}/graphql", app.url.replacen("http://", "ws://", 1));
     let mut request = url.into_client_request().unwrap();
     request.headers_mut().insert(
@@ -35,7 +36,7 @@ async fn open(app: &TestApp) -> Socket {
     socket
 }
 
-async fn send(socket: &mut Socket, message: Value) {
+pub(crate) async fn send(socket: &mut Socket, message: Value) {
     socket
         .send(Message::Text(message.to_string().into()))
         .await
@@ -44,7 +45,7 @@ async fn send(socket: &mut Socket, message: Value) {
 
 /// The next protocol message (answering the server's pings on the way), or
 /// `None` when nothing came within `wait`.
-async fn next_within(socket: &mut Socket, wait: Duration) -> Option<Value> {
+pub(crate) async fn next_within(socket: &mut Socket, wait: Duration) -> Option<Value> {
     loop {
         let message = tokio::time::timeout(wait, socket.next()).await.ok()??;
         match message.unwrap() {
@@ -62,7 +63,7 @@ async fn next_within(socket: &mut Socket, wait: Duration) -> Option<Value> {
     }
 }
 
-async fn next(socket: &mut Socket) -> Value {
+pub(crate) async fn next(socket: &mut Socket) -> Value {
     next_within(socket, Duration::from_secs(10))
         .await
         .expect("a message within 10 s")
@@ -84,7 +85,7 @@ async fn close_code(socket: &mut Socket) -> u16 {
 }
 
 /// A socket past `connection_init`, with `init` as its payload.
-async fn connected(app: &TestApp, init: Value) -> Socket {
+pub(crate) async fn connected(app: &TestApp, init: Value) -> Socket {
     let mut socket = open(app).await;
     send(
         &mut socket,
@@ -95,7 +96,7 @@ async fn connected(app: &TestApp, init: Value) -> Socket {
     socket
 }
 
-async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Value) {
+pub(crate) async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Value) {
     send(
         socket,
         json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } }),
@@ -106,7 +107,7 @@ async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Value)
 /// Waits until the subscriptions sent before it are in place: the server
 /// handles a socket's messages in order, and registers a subscription
 /// before it handles the next message.
-async fn settle(socket: &mut Socket) {
+pub(crate) async fn settle(socket: &mut Socket) {
     subscribe(socket, "settle", "{ __typename }", json!({})).await;
     let mut seen = Vec::new();
     loop {
@@ -122,7 +123,7 @@ async fn settle(socket: &mut Socket) {
     );
 }
 
-async fn set_price(app: &TestApp, id: &str, cents: i64) {
+pub(crate) async fn set_price(app: &TestApp, id: &str, cents: i64) {
     let reply = app
         .query(
             SET_PRICE,
