@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use crate::graph::{Introspection, Posture};
+use crate::limits::rate::{RateLimits, TierLimits};
 use crate::limits::{Limit, LimitSet, Limits, MOST_VARIABLES_DEPTH};
 use crate::persisted::PersistedMode;
 
@@ -269,6 +270,63 @@ pub struct Settings {
     /// told so) [default: 16].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_EVENT_BUFFER")]
     pub event_buffer: Option<usize>,
+
+    /// Serve Prometheus metrics at GET /metrics [default: on].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_METRICS")]
+    pub metrics: Option<bool>,
+
+    /// Bearer token /metrics asks for; without one /metrics is open in
+    /// development and off in production.
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+
+    /// Meter clients by cost: a token bucket per client and a bound on its
+    /// requests in flight [default: on].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT")]
+    pub rate_limit: Option<bool>,
+
+    /// Anonymous clients' budget, CAPACITY/RATE/CONCURRENT (points, points
+    /// restored per second, requests in flight) [default: 5000/250/16].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_ANONYMOUS", value_parser = TierLimits::parse)]
+    pub rate_limit_anonymous: Option<TierLimits>,
+
+    /// Customers' budget (a token naming a customer) [default: 10000/500/32].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_CUSTOMER", value_parser = TierLimits::parse)]
+    pub rate_limit_customer: Option<TierLimits>,
+
+    /// Admins' budget (a token with the admin scope) [default: 50000/2500/64].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_ADMIN", value_parser = TierLimits::parse)]
+    pub rate_limit_admin: Option<TierLimits>,
+
+    /// Budgets by `apollographql-client-name`, comma-separated
+    /// NAME=CAPACITY/RATE/CONCURRENT [default: none].
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_RATE_LIMIT_CLIENTS",
+        value_delimiter = ','
+    )]
+    pub rate_limit_clients: Option<Vec<String>>,
+
+    /// Header naming the client (an API key a gateway in front checked) when
+    /// no token does; else clients are told apart by address [default: none].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_API_KEY_HEADER")]
+    pub rate_limit_api_key_header: Option<String>,
+
+    /// Clients whose buckets are kept at once; past it the least recently
+    /// seen are dropped [default: 100000].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_MAX_CLIENTS")]
+    pub rate_limit_max_clients: Option<u64>,
+
+    /// After SIGTERM or SIGINT, how long requests in flight may take to
+    /// finish before they are cut off [default: 25s].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_SHUTDOWN_GRACE", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
 }
 
 /// The same settings as read from the `--config` file.
@@ -313,6 +371,16 @@ struct FileSettings {
     ws_init_timeout: Option<String>,
     ws_keepalive: Option<String>,
     event_buffer: Option<usize>,
+    metrics: Option<bool>,
+    metrics_token: Option<String>,
+    rate_limit: Option<bool>,
+    rate_limit_anonymous: Option<String>,
+    rate_limit_customer: Option<String>,
+    rate_limit_admin: Option<String>,
+    rate_limit_clients: Option<Vec<String>>,
+    rate_limit_api_key_header: Option<String>,
+    rate_limit_max_clients: Option<u64>,
+    shutdown_grace: Option<String>,
 }
 
 /// The resolved configuration.
@@ -351,6 +419,14 @@ pub struct Config {
     pub csrf_prevention: bool,
     /// Bounds and timers of subscriptions over WebSocket.
     pub subscriptions: SubscriptionSettings,
+    /// Whether `/metrics` is served.
+    pub metrics: bool,
+    /// The bearer token `/metrics` asks for.
+    pub metrics_token: Option<String>,
+    /// Budgets of clients, by tier.
+    pub rate_limits: RateLimits,
+    /// How long requests in flight may take to finish at shutdown.
+    pub shutdown_grace: Duration,
 }
 
 /// Bounds and timers of subscriptions over WebSocket.
@@ -496,9 +572,94 @@ impl Config {
                 .unwrap_or(development),
             request_timeout: request_timeout.unwrap_or(Posture::default().request_timeout),
         };
+        let tier = |name: &str, flag: Option<TierLimits>, text: &Option<String>, default| match (
+            flag, text,
+        ) {
+            (Some(limits), _) => Ok(limits),
+            (None, Some(text)) => {
+                TierLimits::parse(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+            }
+            (None, None) => Ok(default),
+        };
+        let rate_limits = {
+            let defaults = RateLimits::default();
+            let mut clients = Vec::new();
+            for entry in settings
+                .rate_limit_clients
+                .as_deref()
+                .or(file.rate_limit_clients.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .map(|e| e.trim())
+                .filter(|e| !e.is_empty())
+            {
+                let Some((name, spec)) = entry.split_once('=') else {
+                    bail!("rate_limit_clients: {entry:?} is not NAME=CAPACITY/RATE/CONCURRENT");
+                };
+                let limits = TierLimits::parse(spec)
+                    .map_err(|e| anyhow::anyhow!("rate_limit_clients: {}: {e}", name.trim()))?;
+                clients.push((name.trim().to_string(), limits));
+            }
+            let api_key_header = settings
+                .rate_limit_api_key_header
+                .clone()
+                .or(file.rate_limit_api_key_header)
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty());
+            if let Some(header) = &api_key_header {
+                if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    bail!("rate_limit_api_key_header: {header:?} is not a header name");
+                }
+            }
+            RateLimits {
+                enabled: settings.rate_limit.or(file.rate_limit).unwrap_or(true),
+                anonymous: tier(
+                    "rate_limit_anonymous",
+                    settings.rate_limit_anonymous,
+                    &file.rate_limit_anonymous,
+                    defaults.anonymous,
+                )?,
+                customer: tier(
+                    "rate_limit_customer",
+                    settings.rate_limit_customer,
+                    &file.rate_limit_customer,
+                    defaults.customer,
+                )?,
+                admin: tier(
+                    "rate_limit_admin",
+                    settings.rate_limit_admin,
+                    &file.rate_limit_admin,
+                    defaults.admin,
+                )?,
+                clients,
+                api_key_header,
+                max_clients: settings
+                    .rate_limit_max_clients
+                    .or(file.rate_limit_max_clients)
+                    .unwrap_or(defaults.max_clients),
+            }
+        };
+        let metrics_token = settings
+            .metrics_token
+            .clone()
+            .or(file.metrics_token)
+            .filter(|t| !t.is_empty());
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            bail!("metrics_token must be at least 16 bytes (COMMERCE_GRAPH_METRICS_TOKEN)");
+        }
+        let shutdown_grace = duration(
+            "shutdown_grace",
+            settings.shutdown_grace,
+            &file.shutdown_grace,
+        )?
+        .unwrap_or(Duration::from_secs(25));
         Ok(Config {
             posture,
             subscriptions,
+            metrics: settings.metrics.or(file.metrics).unwrap_or(true),
+            metrics_token,
+            rate_limits,
+            shutdown_grace,
             listen: settings
                 .listen
                 .or(file.listen)
