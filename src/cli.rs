@@ -1,13 +1,12 @@
 //! The command line: `serve`, `migrate`, `seed`, `schema`, `token`, `persisted`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogFormat, Settings};
+use crate::config::{Config, Settings};
 use crate::persisted::{manifest, ImportError, PersistedQueryRegistry};
 use crate::store::{redact_url, seed, Backend, PersistedDocumentRow, Store};
 use crate::{graph, server};
@@ -89,8 +88,14 @@ pub enum PersistedCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::resolve(&cli.settings)?;
-    init_tracing(config.log_format);
-    match cli.command {
+    let telemetry = crate::telemetry::init(config.log_format, config.otlp_endpoint.as_deref())?;
+    let result = command(cli.command, config).await;
+    telemetry.shutdown();
+    result
+}
+
+async fn command(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
         Command::Serve => {
             check(&config)?;
             server::serve(config).await
@@ -295,20 +300,6 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<Store> {
     Store::connect(&config.database_url, config.db_max_connections)
         .await
         .with_context(|| format!("opening {}", redact_url(&config.database_url)))
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COMMERCE_GRAPH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    // A second initialisation (tests) is harmless: keep the first.
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {

@@ -323,6 +323,12 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_MAX_CLIENTS")]
     pub rate_limit_max_clients: Option<u64>,
 
+    /// OTLP/HTTP URL spans are exported to (a collector's traces URL, e.g.
+    /// http://127.0.0.1:4318/v1/traces); needs a build with the `otel`
+    /// feature [default: none].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// After SIGTERM or SIGINT, how long requests in flight may take to
     /// finish before they are cut off [default: 25s].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_SHUTDOWN_GRACE", value_parser = parse_duration)]
@@ -381,6 +387,7 @@ struct FileSettings {
     rate_limit_api_key_header: Option<String>,
     rate_limit_max_clients: Option<u64>,
     shutdown_grace: Option<String>,
+    otlp_endpoint: Option<String>,
 }
 
 /// The resolved configuration.
@@ -427,6 +434,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// How long requests in flight may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// Where spans are exported (a build with the `otel` feature).
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Bounds and timers of subscriptions over WebSocket.
@@ -660,6 +669,11 @@ impl Config {
             metrics_token,
             rate_limits,
             shutdown_grace,
+            otlp_endpoint: settings
+                .otlp_endpoint
+                .clone()
+                .or(file.otlp_endpoint)
+                .filter(|e| !e.trim().is_empty()),
             listen: settings
                 .listen
                 .or(file.listen)

@@ -751,7 +751,6 @@ pub(super) fn read_variables(
     }
 }
 
-/// A request ready to run, with the JSON the response cache keys it by.
 /// What the registry says of a registered document.
 struct Registration {
     id: String,
@@ -759,6 +758,7 @@ struct Registration {
     cost: u64,
 }
 
+/// A request ready to run, with the JSON the response cache keys it by.
 struct Prepared {
     request: async_graphql::Request,
     variables: serde_json::Value,

@@ -117,7 +117,7 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let trace = request.extensions().get::<TraceContext>();
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "http",
         method = %request.method(),
         path = %request.uri().path(),
@@ -132,7 +132,11 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         document_id = tracing::field::Empty,
         client_name = tracing::field::Empty,
         client_version = tracing::field::Empty,
-    )
+    );
+    if let Some(trace) = trace {
+        crate::telemetry::continue_trace(&span, trace);
+    }
+    span
 }
 
 /// CORS: browsers on other origins may call the API only when configured.

@@ -328,3 +328,76 @@ async fn logs_name_the_operation_and_client_but_never_tokens_or_variables() {
         assert!(log.contains(field), "{field} in the log:\n{log}");
     }
 }
+
+#[cfg(not(feature = "otel"))]
+#[test]
+fn an_otlp_endpoint_needs_a_build_with_the_otel_feature() {
+    let (ok, _, stderr) = check_config(&["--otlp-endpoint", "http://127.0.0.1:4318/v1/traces"]);
+    assert!(!ok);
+    assert!(stderr.contains("--features otel"), "{stderr}");
+}
+
+/// With the `otel` feature, the spans of a request reach an OTLP/HTTP
+/// collector (here a listener that takes one export), in the caller's trace.
+#[cfg(feature = "otel")]
+#[tokio::test]
+async fn spans_are_exported_over_otlp_in_the_callers_trace() {
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/v1/traces", collector.local_addr().unwrap());
+    let mut server = Server::start(&["--otlp-endpoint", &endpoint], "info");
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/graphql", server.address))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Exported at the latest when the server flushes on its way out.
+    server.terminate();
+    let (mut socket, _) = tokio::time::timeout(Duration::from_secs(30), collector.accept())
+        .await
+        .expect("an export within 30 s")
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 65536];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        received.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&received);
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = text[..end]
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        if received.len() >= end + 4 + length {
+            break;
+        }
+    }
+    socket
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("POST /v1/traces"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("application/x-protobuf"));
+    // The protobuf carries the trace id as 16 raw bytes.
+    let id: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert!(
+        received.windows(16).any(|w| w == id),
+        "the caller's trace id"
+    );
+    assert_eq!(server.exit_status().code(), Some(0));
+}
