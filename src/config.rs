@@ -935,6 +935,42 @@ mod tests {
     }
 
     #[test]
+    fn rate_limit_tiers_and_operations_keys_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "rate_limit_customer = \"200/20/4\"\nrate_limit_clients = [\"ios=300/30/6\"]\n\
+             shutdown_grace = \"3s\"\nmetrics_token = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        let settings = Settings {
+            config: Some(path),
+            rate_limit_admin: Some(TierLimits::parse("900/90/9").unwrap()),
+            rate_limit_api_key_header: Some("X-Api-Key".into()),
+            ..Default::default()
+        };
+        let config = Config::resolve(&settings).unwrap();
+        let rate = &config.rate_limits;
+        assert_eq!(rate.customer.to_string(), "200/20/4");
+        assert_eq!(rate.admin.to_string(), "900/90/9");
+        assert_eq!(rate.anonymous, RateLimits::default().anonymous);
+        assert_eq!(rate.clients[0].0, "ios");
+        assert_eq!(rate.api_key_header.as_deref(), Some("x-api-key"));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(3));
+        assert!(config.metrics && config.metrics_token.is_some());
+
+        let defaults = Config::resolve(&Settings::default()).unwrap();
+        assert_eq!(defaults.shutdown_grace, Duration::from_secs(25));
+        assert!(defaults.rate_limits.enabled && defaults.metrics_token.is_none());
+        let settings = Settings {
+            rate_limit_api_key_header: Some("bad header".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(&settings).is_err());
+    }
+
+    #[test]
     fn production_needs_a_real_secret_and_unknown_file_keys_are_errors() {
         let settings = Settings {
             profile: Some(Profile::Production),
