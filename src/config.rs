@@ -318,6 +318,13 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_API_KEY_HEADER")]
     pub rate_limit_api_key_header: Option<String>,
 
+    /// Header in which the proxy in front appends the client's address
+    /// (`x-forwarded-for`); its last entry names anonymous clients. Set it
+    /// only when every request comes through such a proxy [default: none:
+    /// the peer's address].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_ADDRESS_HEADER")]
+    pub rate_limit_address_header: Option<String>,
+
     /// Clients whose buckets are kept at once; past it the least recently
     /// seen are dropped [default: 100000].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_MAX_CLIENTS")]
@@ -385,6 +392,7 @@ struct FileSettings {
     rate_limit_admin: Option<String>,
     rate_limit_clients: Option<Vec<String>>,
     rate_limit_api_key_header: Option<String>,
+    rate_limit_address_header: Option<String>,
     rate_limit_max_clients: Option<u64>,
     shutdown_grace: Option<String>,
     otlp_endpoint: Option<String>,
@@ -609,17 +617,31 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("rate_limit_clients: {}: {e}", name.trim()))?;
                 clients.push((name.trim().to_string(), limits));
             }
-            let api_key_header = settings
-                .rate_limit_api_key_header
-                .clone()
-                .or(file.rate_limit_api_key_header)
-                .map(|h| h.trim().to_ascii_lowercase())
-                .filter(|h| !h.is_empty());
-            if let Some(header) = &api_key_header {
-                if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                    bail!("rate_limit_api_key_header: {header:?} is not a header name");
+            let header = |name: &str, value: Option<String>| -> anyhow::Result<Option<String>> {
+                let value = value
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty());
+                if let Some(header) = &value {
+                    if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                        bail!("{name}: {header:?} is not a header name");
+                    }
                 }
-            }
+                Ok(value)
+            };
+            let api_key_header = header(
+                "rate_limit_api_key_header",
+                settings
+                    .rate_limit_api_key_header
+                    .clone()
+                    .or(file.rate_limit_api_key_header),
+            )?;
+            let address_header = header(
+                "rate_limit_address_header",
+                settings
+                    .rate_limit_address_header
+                    .clone()
+                    .or(file.rate_limit_address_header),
+            )?;
             RateLimits {
                 enabled: settings.rate_limit.or(file.rate_limit).unwrap_or(true),
                 anonymous: tier(
@@ -642,6 +664,7 @@ impl Config {
                 )?,
                 clients,
                 api_key_header,
+                address_header,
                 max_clients: settings
                     .rate_limit_max_clients
                     .or(file.rate_limit_max_clients)

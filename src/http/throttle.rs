@@ -3,7 +3,8 @@
 //! a refusal and the bucket's state are told.
 //!
 //! A client is its token's subject (a customer, or the operator), else the
-//! configured API-key header, else its address. A refusal is HTTP 429 with
+//! configured API-key header, else its address (the peer's, or the last one a
+//! proxy in front appended to the configured header). A refusal is HTTP 429 with
 //! `Retry-After` and the IETF draft's `RateLimit-Policy` and `RateLimit`
 //! fields, and a GraphQL error with the code `RATE_LIMITED`.
 
@@ -60,10 +61,23 @@ fn identity(app: &AppState, headers: &HeaderMap, viewer: &Viewer) -> String {
             return format!("key:{}", &digest[..32]);
         }
     }
+    if let Some(header) = &app.config.rate_limits.address_header {
+        if let Some(address) = forwarded_address(headers, header) {
+            return format!("address:{address}");
+        }
+    }
     match peer() {
         Some(address) => format!("address:{address}"),
         None => "address:unknown".to_string(),
     }
+}
+
+/// The last address in `header` (of its last occurrence): the one the proxy
+/// in front appended. What a client wrote there itself comes before it, so
+/// a forged entry changes nothing.
+fn forwarded_address(headers: &HeaderMap, header: &str) -> Option<IpAddr> {
+    let value = headers.get_all(header).iter().next_back()?.to_str().ok()?;
+    value.rsplit(',').next()?.trim().parse().ok()
 }
 
 /// Lets the request in (counted as in flight until the admission is
@@ -158,4 +172,29 @@ pub fn throttle_status_json(status: &ThrottleStatus) -> serde_json::Value {
         "currentlyAvailable": status.currently_available,
         "restoreRate": status.restore_rate,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forwarded_address_is_the_one_the_proxy_appended() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 10.0.0.7"),
+        );
+        assert_eq!(
+            forwarded_address(&headers, "x-forwarded-for"),
+            Some("10.0.0.7".parse().unwrap())
+        );
+        headers.append("x-forwarded-for", HeaderValue::from_static("2001:db8::1"));
+        assert_eq!(
+            forwarded_address(&headers, "x-forwarded-for"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        headers.insert("x-forwarded-for", HeaderValue::from_static("nonsense"));
+        assert_eq!(forwarded_address(&headers, "x-forwarded-for"), None);
+    }
 }

@@ -89,6 +89,10 @@ pub struct RateLimits {
     /// gateway in front has checked); none by default, since a key nobody
     /// checks would give each invented key a fresh bucket.
     pub api_key_header: Option<String>,
+    /// A header in which the proxy in front appends the address it saw
+    /// (`x-forwarded-for`): its last entry is the client's address. None by
+    /// default: the peer's address is used.
+    pub address_header: Option<String>,
     /// Buckets kept at once.
     pub max_clients: u64,
 }
@@ -114,6 +118,7 @@ impl Default for RateLimits {
             },
             clients: Vec::new(),
             api_key_header: None,
+            address_header: None,
             max_clients: 100_000,
         }
     }

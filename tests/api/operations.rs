@@ -442,3 +442,33 @@ async fn readiness_flips_when_the_database_file_is_gone() {
     let live = format!("{}/health/live", app.url);
     assert_eq!(app.client.get(&live).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn behind_a_proxy_anonymous_clients_are_told_apart_by_the_address_it_appended() {
+    let app = TestApp::spawn_with(|config| {
+        config.rate_limits.anonymous = TierLimits {
+            capacity: 100,
+            restore_rate: 1,
+            max_concurrent: 4,
+        };
+        config.rate_limits.address_header = Some("x-forwarded-for".into());
+    })
+    .await;
+    let from = |forwarded: &'static str| {
+        let app = &app;
+        async move {
+            let request = app
+                .client
+                .post(app.graphql_url())
+                .header("x-forwarded-for", forwarded)
+                // Asking for the cost keeps the response cache out of it.
+                .json(&with_cost(LISTING));
+            Reply::from(request.send().await.unwrap()).await
+        }
+    };
+    from("203.0.113.1").await.data();
+    assert_eq!(from("203.0.113.1").await.status, 429);
+    // A forged entry before the proxy's own changes nothing.
+    assert_eq!(from("198.51.100.9, 203.0.113.1").await.status, 429);
+    from("203.0.113.2").await.data();
+}
