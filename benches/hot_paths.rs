@@ -1,7 +1,7 @@
 //! Micro-benchmarks of work every request does before execution: parsing a
 //! document and measuring it against the limits, counting its tokens,
 //! estimating its cost, and the same for a hostile "fragment bomb" that must
-//! be refused cheaply.
+//! be refused cheaply; what rate limiting and the metrics add.
 //!
 //! `cargo bench --bench hot_paths` prints the figures.
 
@@ -66,5 +66,42 @@ fn cost(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, limits, cost);
+/// What rate limiting adds to a request: finding the client's bucket
+/// (among 10,000 others), counting it in flight, spending its cost.
+fn rate_limit(c: &mut Criterion) {
+    use commerce_graph::limits::rate::{RateLimiter, RateLimits, Tier};
+    let limits = RateLimits::default();
+    let tier = Tier {
+        name: "customer".into(),
+        limits: limits.customer,
+    };
+    let limiter = RateLimiter::new(limits);
+    let clients: Vec<String> = (0..10_000).map(|i| format!("customer:{i}")).collect();
+    let mut next = 0;
+    c.bench_function("rate limit: admit + spend", |b| {
+        b.iter(|| {
+            next = (next + 1) % clients.len();
+            let admission = limiter
+                .admit(black_box(&clients[next]), tier.clone())
+                .expect("admitted");
+            black_box(admission.spend(32).is_ok())
+        })
+    });
+    let metrics = commerce_graph::metrics::Metrics::new();
+    for i in 0..1_000 {
+        metrics.request(
+            "ProductPage",
+            commerce_graph::metrics::Outcome::Ok,
+            0.01,
+            4,
+            &[],
+        );
+        metrics.batch("ProductId", i % 100);
+    }
+    c.bench_function("metrics: render", |b| {
+        b.iter(|| black_box(metrics.render().len()))
+    });
+}
+
+criterion_group!(benches, limits, cost, rate_limit);
 criterion_main!(benches);

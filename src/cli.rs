@@ -1,15 +1,14 @@
 //! The command line: `serve`, `migrate`, `seed`, `schema`, `token`, `persisted`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogFormat, Settings};
+use crate::config::{Config, Settings};
 use crate::persisted::{manifest, ImportError, PersistedQueryRegistry};
-use crate::store::{redact_url, seed, PersistedDocumentRow, Store};
+use crate::store::{redact_url, seed, Backend, PersistedDocumentRow, Store};
 use crate::{graph, server};
 
 #[derive(Parser, Debug)]
@@ -52,6 +51,9 @@ pub enum Command {
         #[arg(long, default_value = "24h", value_parser = parse_ttl)]
         ttl: Duration,
     },
+    /// Check the configuration (flags, environment, file) and exit: 0 if
+    /// the server would start with it, 1 with the reason if not.
+    CheckConfig,
     /// Manage the registry of persisted documents production clients may send.
     Persisted {
         #[command(subcommand)]
@@ -86,9 +88,24 @@ pub enum PersistedCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::resolve(&cli.settings)?;
-    init_tracing(config.log_format);
-    match cli.command {
-        Command::Serve => server::serve(config).await,
+    let telemetry = crate::telemetry::init(config.log_format, config.otlp_endpoint.as_deref())?;
+    let result = command(cli.command, config).await;
+    telemetry.shutdown();
+    result
+}
+
+async fn command(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            check(&config)?;
+            server::serve(config).await
+        }
+        Command::CheckConfig => {
+            check(&config)?;
+            println!("{}", summary(&config));
+            println!("the configuration is valid");
+            Ok(())
+        }
         Command::Migrate => {
             let store = open(&config).await?;
             store.migrate().await.context("migrating the database")?;
@@ -229,24 +246,60 @@ pub fn document_json(row: &PersistedDocumentRow) -> serde_json::Value {
     })
 }
 
+/// What `Config::resolve` cannot check without reading files: the token
+/// keys load, the database URL names a backend.
+fn check(config: &Config) -> anyhow::Result<()> {
+    config.jwt_keys().context("the JWT keys")?;
+    Backend::from_url(&config.database_url).context("database_url")?;
+    Ok(())
+}
+
+/// The settings that matter to an operator, secrets left out.
+fn summary(config: &Config) -> String {
+    let rate = &config.rate_limits;
+    let clients: Vec<String> = rate
+        .clients
+        .iter()
+        .map(|(name, limits)| format!("{name}={limits}"))
+        .collect();
+    [
+        format!("profile: {:?}", config.profile).to_lowercase(),
+        format!("listen: {}", config.listen),
+        format!("database: {}", redact_url(&config.database_url)),
+        format!("persisted queries: {:?}", config.persisted_queries).to_lowercase(),
+        format!(
+            "metrics: {}",
+            match (config.metrics, &config.metrics_token, config.profile) {
+                (false, _, _) => "off",
+                (true, Some(_), _) => "on, token required",
+                (true, None, crate::config::Profile::Production) => "off until a token is set",
+                (true, None, _) => "on, open",
+            }
+        ),
+        if rate.enabled {
+            format!(
+                "rate limits: anonymous {}, customer {}, admin {}{}",
+                rate.anonymous,
+                rate.customer,
+                rate.admin,
+                if clients.is_empty() {
+                    String::new()
+                } else {
+                    format!(", clients {}", clients.join(" "))
+                }
+            )
+        } else {
+            "rate limits: off".to_string()
+        },
+        format!("shutdown grace: {} ms", config.shutdown_grace.as_millis()),
+    ]
+    .join("\n")
+}
+
 pub(crate) async fn open(config: &Config) -> anyhow::Result<Store> {
     Store::connect(&config.database_url, &config.pool_settings())
         .await
         .with_context(|| format!("opening {}", redact_url(&config.database_url)))
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COMMERCE_GRAPH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    // A second initialisation (tests) is harmless: keep the first.
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {

@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use crate::graph::{Introspection, Posture};
+use crate::limits::rate::{RateLimits, TierLimits};
 use crate::limits::{Limit, LimitSet, Limits, MOST_VARIABLES_DEPTH};
 use crate::persisted::PersistedMode;
 use crate::store::PoolSettings;
@@ -280,6 +281,76 @@ pub struct Settings {
     /// told so) [default: 16].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_EVENT_BUFFER")]
     pub event_buffer: Option<usize>,
+
+    /// Serve Prometheus metrics at GET /metrics [default: on].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_METRICS")]
+    pub metrics: Option<bool>,
+
+    /// Bearer token /metrics asks for; without one /metrics is open in
+    /// development and off in production.
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+
+    /// Meter clients by cost: a token bucket per client and a bound on its
+    /// requests in flight [default: on].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT")]
+    pub rate_limit: Option<bool>,
+
+    /// Anonymous clients' budget, CAPACITY/RATE/CONCURRENT (points, points
+    /// restored per second, requests in flight) [default: 5000/250/16].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_ANONYMOUS", value_parser = TierLimits::parse)]
+    pub rate_limit_anonymous: Option<TierLimits>,
+
+    /// Customers' budget (a token naming a customer) [default: 10000/500/32].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_CUSTOMER", value_parser = TierLimits::parse)]
+    pub rate_limit_customer: Option<TierLimits>,
+
+    /// Admins' budget (a token with the admin scope) [default: 50000/2500/64].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_ADMIN", value_parser = TierLimits::parse)]
+    pub rate_limit_admin: Option<TierLimits>,
+
+    /// Budgets by `apollographql-client-name`, comma-separated
+    /// NAME=CAPACITY/RATE/CONCURRENT [default: none].
+    #[arg(
+        long,
+        global = true,
+        env = "COMMERCE_GRAPH_RATE_LIMIT_CLIENTS",
+        value_delimiter = ','
+    )]
+    pub rate_limit_clients: Option<Vec<String>>,
+
+    /// Header naming the client (an API key a gateway in front checked) when
+    /// no token does; else clients are told apart by address [default: none].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_API_KEY_HEADER")]
+    pub rate_limit_api_key_header: Option<String>,
+
+    /// Header in which the proxy in front appends the client's address
+    /// (`x-forwarded-for`); its last entry names anonymous clients. Set it
+    /// only when every request comes through such a proxy [default: none:
+    /// the peer's address].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_ADDRESS_HEADER")]
+    pub rate_limit_address_header: Option<String>,
+
+    /// Clients whose buckets are kept at once; past it the least recently
+    /// seen are dropped [default: 100000].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RATE_LIMIT_MAX_CLIENTS")]
+    pub rate_limit_max_clients: Option<u64>,
+
+    /// OTLP/HTTP URL spans are exported to (a collector's traces URL, e.g.
+    /// http://127.0.0.1:4318/v1/traces); needs a build with the `otel`
+    /// feature [default: none].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// After SIGTERM or SIGINT, how long requests in flight may take to
+    /// finish before they are cut off [default: 25s].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_SHUTDOWN_GRACE", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
 }
 
 /// The same settings as read from the `--config` file.
@@ -326,6 +397,18 @@ struct FileSettings {
     ws_init_timeout: Option<String>,
     ws_keepalive: Option<String>,
     event_buffer: Option<usize>,
+    metrics: Option<bool>,
+    metrics_token: Option<String>,
+    rate_limit: Option<bool>,
+    rate_limit_anonymous: Option<String>,
+    rate_limit_customer: Option<String>,
+    rate_limit_admin: Option<String>,
+    rate_limit_clients: Option<Vec<String>>,
+    rate_limit_api_key_header: Option<String>,
+    rate_limit_address_header: Option<String>,
+    rate_limit_max_clients: Option<u64>,
+    shutdown_grace: Option<String>,
+    otlp_endpoint: Option<String>,
 }
 
 /// The resolved configuration.
@@ -368,6 +451,16 @@ pub struct Config {
     pub csrf_prevention: bool,
     /// Bounds and timers of subscriptions over WebSocket.
     pub subscriptions: SubscriptionSettings,
+    /// Whether `/metrics` is served.
+    pub metrics: bool,
+    /// The bearer token `/metrics` asks for.
+    pub metrics_token: Option<String>,
+    /// Budgets of clients, by tier.
+    pub rate_limits: RateLimits,
+    /// How long requests in flight may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+    /// Where spans are exported (a build with the `otel` feature).
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Bounds and timers of subscriptions over WebSocket.
@@ -535,9 +628,114 @@ impl Config {
                 .unwrap_or(development),
             request_timeout: request_timeout.unwrap_or(Posture::default().request_timeout),
         };
+        let tier = |name: &str, flag: Option<TierLimits>, text: &Option<String>, default| match (
+            flag, text,
+        ) {
+            (Some(limits), _) => Ok(limits),
+            (None, Some(text)) => {
+                TierLimits::parse(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+            }
+            (None, None) => Ok(default),
+        };
+        let rate_limits = {
+            let defaults = RateLimits::default();
+            let mut clients = Vec::new();
+            for entry in settings
+                .rate_limit_clients
+                .as_deref()
+                .or(file.rate_limit_clients.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .map(|e| e.trim())
+                .filter(|e| !e.is_empty())
+            {
+                let Some((name, spec)) = entry.split_once('=') else {
+                    bail!("rate_limit_clients: {entry:?} is not NAME=CAPACITY/RATE/CONCURRENT");
+                };
+                let limits = TierLimits::parse(spec)
+                    .map_err(|e| anyhow::anyhow!("rate_limit_clients: {}: {e}", name.trim()))?;
+                clients.push((name.trim().to_string(), limits));
+            }
+            let header = |name: &str, value: Option<String>| -> anyhow::Result<Option<String>> {
+                let value = value
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty());
+                if let Some(header) = &value {
+                    if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                        bail!("{name}: {header:?} is not a header name");
+                    }
+                }
+                Ok(value)
+            };
+            let api_key_header = header(
+                "rate_limit_api_key_header",
+                settings
+                    .rate_limit_api_key_header
+                    .clone()
+                    .or(file.rate_limit_api_key_header),
+            )?;
+            let address_header = header(
+                "rate_limit_address_header",
+                settings
+                    .rate_limit_address_header
+                    .clone()
+                    .or(file.rate_limit_address_header),
+            )?;
+            RateLimits {
+                enabled: settings.rate_limit.or(file.rate_limit).unwrap_or(true),
+                anonymous: tier(
+                    "rate_limit_anonymous",
+                    settings.rate_limit_anonymous,
+                    &file.rate_limit_anonymous,
+                    defaults.anonymous,
+                )?,
+                customer: tier(
+                    "rate_limit_customer",
+                    settings.rate_limit_customer,
+                    &file.rate_limit_customer,
+                    defaults.customer,
+                )?,
+                admin: tier(
+                    "rate_limit_admin",
+                    settings.rate_limit_admin,
+                    &file.rate_limit_admin,
+                    defaults.admin,
+                )?,
+                clients,
+                api_key_header,
+                address_header,
+                max_clients: settings
+                    .rate_limit_max_clients
+                    .or(file.rate_limit_max_clients)
+                    .unwrap_or(defaults.max_clients),
+            }
+        };
+        let metrics_token = settings
+            .metrics_token
+            .clone()
+            .or(file.metrics_token)
+            .filter(|t| !t.is_empty());
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            bail!("metrics_token must be at least 16 bytes (COMMERCE_GRAPH_METRICS_TOKEN)");
+        }
+        let shutdown_grace = duration(
+            "shutdown_grace",
+            settings.shutdown_grace,
+            &file.shutdown_grace,
+        )?
+        .unwrap_or(Duration::from_secs(25));
         Ok(Config {
             posture,
             subscriptions,
+            metrics: settings.metrics.or(file.metrics).unwrap_or(true),
+            metrics_token,
+            rate_limits,
+            shutdown_grace,
+            otlp_endpoint: settings
+                .otlp_endpoint
+                .clone()
+                .or(file.otlp_endpoint)
+                .filter(|e| !e.trim().is_empty()),
             listen: settings
                 .listen
                 .or(file.listen)
@@ -827,6 +1025,42 @@ mod tests {
         };
         let error = format!("{:#}", Config::resolve(&settings).unwrap_err());
         assert!(error.contains("db_statement_timeout"), "{error}");
+    }
+
+    #[test]
+    fn rate_limit_tiers_and_operations_keys_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "rate_limit_customer = \"200/20/4\"\nrate_limit_clients = [\"ios=300/30/6\"]\n\
+             shutdown_grace = \"3s\"\nmetrics_token = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        let settings = Settings {
+            config: Some(path),
+            rate_limit_admin: Some(TierLimits::parse("900/90/9").unwrap()),
+            rate_limit_api_key_header: Some("X-Api-Key".into()),
+            ..Default::default()
+        };
+        let config = Config::resolve(&settings).unwrap();
+        let rate = &config.rate_limits;
+        assert_eq!(rate.customer.to_string(), "200/20/4");
+        assert_eq!(rate.admin.to_string(), "900/90/9");
+        assert_eq!(rate.anonymous, RateLimits::default().anonymous);
+        assert_eq!(rate.clients[0].0, "ios");
+        assert_eq!(rate.api_key_header.as_deref(), Some("x-api-key"));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(3));
+        assert!(config.metrics && config.metrics_token.is_some());
+
+        let defaults = Config::resolve(&Settings::default()).unwrap();
+        assert_eq!(defaults.shutdown_grace, Duration::from_secs(25));
+        assert!(defaults.rate_limits.enabled && defaults.metrics_token.is_none());
+        let settings = Settings {
+            rate_limit_api_key_header: Some("bad header".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(&settings).is_err());
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod events;
 pub mod graph;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod persisted;
 pub mod server;
 pub mod store;
+pub mod telemetry;

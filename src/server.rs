@@ -1,5 +1,9 @@
 //! Starting and stopping the server: open the store, migrate, seed an empty
-//! database when configured, serve until SIGINT/SIGTERM, then drain.
+//! database when configured, serve until SIGINT/SIGTERM, then drain: no new
+//! connections, requests in flight finish within `--shutdown-grace`, then
+//! the process exits (0) whatever is left.
+
+use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -13,6 +17,7 @@ use crate::store::{redact_url, seed, Store};
 const START_SEED_SCALE: u32 = 1;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let store = prepare_store(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -28,13 +33,44 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         graphiql = config.graphiql,
         "commerce-graph listening: http://{address}/graphql"
     );
+    let grace = config.shutdown_grace;
     let app = router(AppState::start(config, store.clone()).await?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
-    store.close().await;
-    tracing::info!("stopped");
+    let (stopping, mut stop) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: no new connections; draining requests in flight"
+        );
+        let _ = stopping.send(true);
+    };
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
+    // Requests still running when the grace period is over are cut off:
+    // their connections are dropped with the runtime.
+    let grace_over = async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    let drained = tokio::select! {
+        served = serve => {
+            served.context("serving")?;
+            true
+        }
+        _ = grace_over => false,
+    };
+    if drained {
+        store.close().await;
+        tracing::info!("stopped: every request finished");
+    } else {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "stopped: requests still running at the end of the grace period were cut off"
+        );
+    }
     Ok(())
 }
 
@@ -59,24 +95,27 @@ pub async fn prepare_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves at SIGTERM or SIGINT. The handlers are installed at once, not
+/// when the future is first polled: a signal that comes right after the
+/// server logged its address must not find the default action (death) still
+/// in place.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
+        })
     }
-    tracing::info!("shutting down: draining requests");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }

@@ -9,7 +9,8 @@
 //! - it completes `_service { sdl }` with what async-graphql does not print
 //!   (see [`super::federation`]);
 //! - it enforces the configured [`Limits`] on every document, before
-//!   validation (size and tokens before parsing, the shape right after);
+//!   validation (size and tokens before parsing, the shape right after), and
+//!   spends the document's cost from the client's rate-limit bucket;
 //! - when the operator configured a router secret, it refuses `_entities`
 //!   and `_service` to requests that do not carry it, so nobody bypasses the
 //!   router's own checks by calling the subgraph directly;
@@ -37,6 +38,7 @@ use super::ftv1::{FieldTiming, InlineTrace};
 use super::response_order::SelectionOrder;
 use super::{PolicySlot, RequestCost};
 use crate::limits::cost::CostModel;
+use crate::limits::rate::{Admission, RATE_LIMITED};
 use crate::limits::{uses_introspection, Exceeded, Limits};
 
 /// What the document measured, handed from `prepare_request` to `execute`.
@@ -115,6 +117,38 @@ impl ExecutionStarted {
             with_code(error, fallback);
         }
     }
+}
+
+/// Names the operation about to run in the request's span (the HTTP layer's
+/// `http` span declares the fields): its name and type, never its variables.
+fn record_operation(document: &ExecutableDocument, operation_name: Option<&str>) {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some((operation_name, &op.node)),
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get(name).map(|op| (Some(name), &op.node))
+        }
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
+            .iter()
+            .next()
+            .map(|(name, op)| (Some(name.as_str()), &op.node)),
+        _ => None,
+    };
+    let Some((name, operation)) = operation else {
+        return;
+    };
+    let span = tracing::Span::current();
+    if let Some(name) = name {
+        span.record("operation_name", name);
+    }
+    span.record(
+        "operation_type",
+        match operation.ty {
+            OperationType::Query => "query",
+            OperationType::Mutation => "mutation",
+            OperationType::Subscription => "subscription",
+        },
+    );
 }
 
 /// A limit the document broke, as a request error with the limit and the
@@ -230,6 +264,7 @@ impl Extension for RequestConventions {
                 with_code(&mut e, GRAPHQL_PARSE_FAILED);
                 e
             })?;
+            record_operation(document, operation_name.as_deref());
             if !vetted {
                 limits.check_document(document).map_err(limit_error)?;
             }
@@ -258,6 +293,19 @@ impl Extension for RequestConventions {
                     limit: limits.max_cost,
                     report,
                 });
+                // The client's bucket pays for what the document costs
+                // (a registered document was paid for before it got here).
+                let admission = request
+                    .data
+                    .get(&std::any::TypeId::of::<Admission>())
+                    .and_then(|admission| admission.downcast_ref::<Admission>());
+                if let Some(admission) = admission {
+                    if let Err(throttled) = admission.spend(inspection.cost) {
+                        let mut error = ServerError::new(throttled.message(), None);
+                        with_code(&mut error, RATE_LIMITED);
+                        return Err(error);
+                    }
+                }
             }
             request.data.insert(order);
             request.variables = variables;

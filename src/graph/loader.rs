@@ -3,39 +3,95 @@
 //!
 //! A single `DataLoader<StoreLoader>` serves every relation: async-graphql
 //! batches per key type, so each key type below (declared beside the GraphQL
-//! type it loads) is its own batch and its own SQL statement.
+//! type it loads) is its own batch and its own SQL statement. Every batch runs
+//! in a `loader_batch` span (entity, batch size, statements) under the
+//! request's span, and is counted in the metrics.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
-use async_graphql::dataloader::{DataLoader, HashMapCache};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::Context;
+use tracing::Instrument as _;
 
 use super::batching::RequestActivity;
 use super::error::ApiError;
 use crate::auth::Viewer;
+use crate::metrics::Metrics;
+use crate::store::batch::counting_statements;
 use crate::store::{Store, MAX_IDS_PER_STATEMENT};
 
 pub struct StoreLoader {
     pub(crate) store: Store,
 }
 
-pub type RequestLoader = DataLoader<StoreLoader, HashMapCache>;
+/// The [`StoreLoader`] as requests use it: each batch observed.
+pub struct ObservedLoader {
+    pub(crate) inner: StoreLoader,
+    metrics: Option<Metrics>,
+}
+
+impl<K> Loader<K> for ObservedLoader
+where
+    K: Send + Sync + Hash + Eq + Clone + 'static,
+    StoreLoader: Loader<K>,
+{
+    type Value = <StoreLoader as Loader<K>>::Value;
+    type Error = <StoreLoader as Loader<K>>::Error;
+
+    async fn load(&self, keys: &[K]) -> Result<HashMap<K, Self::Value>, Self::Error> {
+        let entity = entity::<K>();
+        let span = tracing::info_span!(
+            "loader_batch",
+            entity,
+            batch_size = keys.len(),
+            statements = tracing::field::Empty
+        );
+        let (loaded, statements) = counting_statements(self.inner.load(keys))
+            .instrument(span.clone())
+            .await;
+        span.record("statements", statements);
+        if let Some(metrics) = &self.metrics {
+            metrics.batch(entity, keys.len());
+        }
+        loaded
+    }
+}
+
+/// The name of a loader's key type (`ProductId`, `ReviewsOf`): what a batch
+/// loads, a bounded label.
+fn entity<K>() -> &'static str {
+    let name = std::any::type_name::<K>();
+    name.rsplit("::").next().unwrap_or(name)
+}
+
+pub type RequestLoader = DataLoader<ObservedLoader, HashMapCache>;
 
 /// A fresh loader over `store` (which should be a request-scoped handle, so its
 /// statement counter belongs to the request). Its batches are sent when the
 /// request's execution, tracked by `activity`, goes idle (see `batching`),
-/// not after a fixed delay.
-pub fn request_loader(store: Store, activity: RequestActivity) -> RequestLoader {
+/// not after a fixed delay, in the span of the resolver that asked first.
+pub fn request_loader(
+    store: Store,
+    activity: RequestActivity,
+    metrics: Option<Metrics>,
+) -> RequestLoader {
     let spawner = move |batch: futures::future::BoxFuture<'static, ()>| {
         let activity = activity.clone();
-        tokio::spawn(async move {
-            activity.settled().await;
-            batch.await;
-        })
+        tokio::spawn(
+            async move {
+                activity.settled().await;
+                batch.await;
+            }
+            .instrument(tracing::Span::current()),
+        )
     };
-    DataLoader::with_cache(StoreLoader { store }, spawner, HashMapCache::default())
+    let loader = ObservedLoader {
+        inner: StoreLoader { store },
+        metrics,
+    };
+    DataLoader::with_cache(loader, spawner, HashMapCache::default())
         .delay(Duration::ZERO)
         // A full batch goes out at once and is still one statement.
         .max_batch_size(MAX_IDS_PER_STATEMENT)
@@ -51,7 +107,7 @@ pub(crate) fn loader<'a>(ctx: &Context<'a>) -> Result<&'a RequestLoader, ApiErro
 
 /// The request's store handle (the loader's, so statements are counted).
 pub(crate) fn store<'a>(ctx: &Context<'a>) -> Result<&'a Store, ApiError> {
-    Ok(&loader(ctx)?.loader().store)
+    Ok(&loader(ctx)?.loader().inner.store)
 }
 
 pub(crate) fn viewer(ctx: &Context<'_>) -> Viewer {
@@ -147,6 +203,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_are_labelled_by_their_key_type() {
+        assert_eq!(entity::<super::super::catalog::ProductId>(), "ProductId");
+    }
 
     #[test]
     fn keys_with_equal_params_share_a_group() {

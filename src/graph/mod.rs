@@ -36,6 +36,7 @@ use crate::auth::Viewer;
 use crate::events::Events;
 use crate::limits::cost::CostModel;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 #[derive(MergedObject, Default)]
@@ -229,10 +230,20 @@ impl RequestScope {
         if let Some(trace) = trace {
             request.data.insert(trace);
         }
+        // The HTTP layer hands the server's metrics in the request's data.
+        let metrics = request
+            .data
+            .get(&std::any::TypeId::of::<Metrics>())
+            .and_then(|metrics| metrics.downcast_ref::<Metrics>())
+            .cloned();
         let request = request
             .data(viewer)
             .data(router)
-            .data(request_loader(scope.store.clone(), scope.activity.clone()))
+            .data(request_loader(
+                scope.store.clone(),
+                scope.activity.clone(),
+                metrics,
+            ))
             .data(scope.started.clone())
             .data(scope.cost.clone())
             .data(scope.cache_policy.clone());

@@ -10,6 +10,7 @@
 //! nesting of `variables`, measured on the JSON text before it is parsed.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::{ServerError, Value, Variables};
@@ -20,11 +21,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::problem::{codes, Problem};
+use super::problem::{codes, Problem, Refused};
 use super::response_cache::{Cached, ResponseCache};
-use super::{graphiql, AppState, REQUEST_ID};
+use super::{graphiql, throttle, AppState, REQUEST_ID};
 use crate::auth::Viewer;
 use crate::graph::{self, RouterAccess};
+use crate::limits::rate::{Admission, RATE_LIMITED};
+use crate::metrics::{self, Outcome};
 use crate::persisted;
 
 /// The header the federation router sends the shared secret in.
@@ -174,6 +177,13 @@ fn bad_request(message: impl Into<String>) -> Problem {
 }
 
 pub async fn post_graphql(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let response = post(app.clone(), headers, body).await;
+    observe(&app, started, &response);
+    response
+}
+
+async fn post(app: AppState, headers: HeaderMap, body: Body) -> Response {
     let request_id = request_id(&headers);
     let Some(media) = MediaType::negotiate(&headers) else {
         return not_acceptable().into_response(&request_id, JSON);
@@ -181,10 +191,64 @@ pub async fn post_graphql(State(app): State<AppState>, headers: HeaderMap, body:
     if app.config.csrf_prevention && !preflighted(&headers) {
         return csrf_prevented().into_response(&request_id, media.content_type());
     }
+    // Before the body is read: a client's uploads count as in flight.
+    let caller = match admit(&app, &headers, &request_id, media) {
+        Ok(caller) => caller,
+        Err(refusal) => return *refusal,
+    };
     match read_post(&app, &headers, body).await {
-        Ok(params) => execute(&app, &headers, params, Method::POST, media, &request_id).await,
+        Ok(params) => {
+            execute(
+                &app,
+                &headers,
+                params,
+                Method::POST,
+                media,
+                &request_id,
+                caller,
+            )
+            .await
+        }
         Err(problem) => problem.into_response(&request_id, media.content_type()),
     }
+}
+
+/// Who is asking, and their admission under the rate limits.
+struct Caller {
+    viewer: Viewer,
+    admission: Option<Admission>,
+}
+
+/// Reads the token (refusing a bad one) and lets the client in, unless it
+/// is over its rate limit; names the client in the request's span.
+fn admit(
+    app: &AppState,
+    headers: &HeaderMap,
+    request_id: &str,
+    media: MediaType,
+) -> Result<Caller, Box<Response>> {
+    let content_type = media.content_type();
+    let viewer = authenticate(app, headers)
+        .map_err(|problem| Box::new(problem.into_response(request_id, content_type)))?;
+    let span = tracing::Span::current();
+    for (field, header) in [
+        ("client_name", CLIENT_NAME),
+        ("client_version", CLIENT_VERSION),
+    ] {
+        if let Some(value) = headers.get(header).and_then(|v| v.to_str().ok()) {
+            span.record(field, value);
+        }
+    }
+    let admission = throttle::admit(app, headers, &viewer).map_err(|(tier, throttled)| {
+        Box::new(throttle::refusal(
+            app,
+            &tier,
+            &throttled,
+            request_id,
+            content_type,
+        ))
+    })?;
+    Ok(Caller { viewer, admission })
 }
 
 pub async fn get_graphql(
@@ -192,6 +256,13 @@ pub async fn get_graphql(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    let started = Instant::now();
+    let response = get(app.clone(), headers, raw).await;
+    observe(&app, started, &response);
+    response
+}
+
+async fn get(app: AppState, headers: HeaderMap, raw: Option<String>) -> Response {
     let request_id = request_id(&headers);
     let raw = raw.unwrap_or_default();
     if app.config.graphiql && accepts_html(&headers) && !raw.contains("query=") {
@@ -203,8 +274,23 @@ pub async fn get_graphql(
     if app.config.csrf_prevention && !preflighted(&headers) {
         return csrf_prevented().into_response(&request_id, media.content_type());
     }
+    let caller = match admit(&app, &headers, &request_id, media) {
+        Ok(caller) => caller,
+        Err(refusal) => return *refusal,
+    };
     match read_get(&raw) {
-        Ok(params) => execute(&app, &headers, params, Method::GET, media, &request_id).await,
+        Ok(params) => {
+            execute(
+                &app,
+                &headers,
+                params,
+                Method::GET,
+                media,
+                &request_id,
+                caller,
+            )
+            .await
+        }
         Err(problem) => problem.into_response(&request_id, media.content_type()),
     }
 }
@@ -219,6 +305,42 @@ pub async fn other_method(headers: HeaderMap) -> Response {
     )
     .with_header(header::ALLOW, "GET, POST")
     .into_response(&request_id(&headers), JSON)
+}
+
+/// What a GraphQL request came to, left in its response's extensions for
+/// [`observe`].
+#[derive(Clone)]
+struct Observed {
+    /// The registered document's name, or [`metrics::UNREGISTERED`].
+    operation: String,
+    outcome: Outcome,
+    statements: usize,
+    codes: Vec<String>,
+}
+
+/// Counts a GraphQL request in the metrics: what `execute` left in the
+/// response, or the code of a refusal before it (GraphiQL's page is no
+/// GraphQL request and is not counted).
+fn observe(app: &AppState, started: Instant, response: &Response) {
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(observed) = response.extensions().get::<Observed>() {
+        let codes: Vec<&str> = observed.codes.iter().map(String::as_str).collect();
+        app.metrics.request(
+            &observed.operation,
+            observed.outcome,
+            seconds,
+            observed.statements,
+            &codes,
+        );
+    } else if let Some(Refused(code)) = response.extensions().get::<Refused>() {
+        let outcome = if *code == RATE_LIMITED {
+            Outcome::RateLimited
+        } else {
+            Outcome::Refused
+        };
+        app.metrics
+            .request(metrics::UNREGISTERED, outcome, seconds, 0, &[code]);
+    }
 }
 
 fn not_acceptable() -> Problem {
@@ -451,6 +573,8 @@ fn percent_decode(component: &str) -> Option<String> {
 /// The header a client names itself in (Apollo's convention); registered
 /// documents may be scoped to one client.
 pub(super) const CLIENT_NAME: &str = "apollographql-client-name";
+/// The header a client gives its version in.
+const CLIENT_VERSION: &str = "apollographql-client-version";
 
 /// The document the request runs: its `query`, or the persisted document its
 /// APQ hash, `documentId` or `doc_id` names, under the configured mode.
@@ -562,7 +686,7 @@ pub(super) fn router_access(app: &AppState, headers: &HeaderMap) -> RouterAccess
 
 /// Compares without returning early, so the time taken does not tell how
 /// much of a guessed secret was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut difference = a.len() ^ b.len();
     for (i, byte) in b.iter().enumerate() {
         difference |= usize::from(a.get(i).copied().unwrap_or(0) ^ byte);
@@ -627,11 +751,22 @@ pub(super) fn read_variables(
     }
 }
 
+/// What the registry says of a registered document.
+struct Registration {
+    id: String,
+    name: Option<String>,
+    cost: u64,
+}
+
 /// A request ready to run, with the JSON the response cache keys it by.
 struct Prepared {
     request: async_graphql::Request,
     variables: serde_json::Value,
     extensions: serde_json::Value,
+    /// The registered document, if it is one.
+    registered: Option<Registration>,
+    /// The client asked for the cost (`"extensions": {"cost": true}`).
+    reports_cost: bool,
 }
 
 /// Checks the parameters and builds the GraphQL request: the document (sent,
@@ -690,10 +825,20 @@ async fn prepare(
             request.extensions.insert(key.clone(), value);
         }
     }
+    let reports_cost = extensions
+        .as_ref()
+        .and_then(|e| e.get("cost"))
+        .is_some_and(|cost| *cost == serde_json::Value::Bool(true));
     Ok(Prepared {
         request,
         variables,
         extensions: extensions.map_or(serde_json::Value::Null, serde_json::Value::Object),
+        registered: resolved.registered.as_ref().map(|registered| Registration {
+            id: registered.id.clone(),
+            name: registered.name.clone(),
+            cost: registered.cost,
+        }),
+        reports_cost,
     })
 }
 
@@ -714,27 +859,41 @@ async fn execute(
     method: Method,
     media: MediaType,
     request_id: &str,
+    Caller { viewer, admission }: Caller,
 ) -> Response {
     let content_type = media.content_type();
-    let viewer = match authenticate(app, headers) {
-        Ok(viewer) => viewer,
-        Err(problem) => return problem.into_response(request_id, content_type),
-    };
     let viewer_is_authenticated = viewer.is_authenticated();
+    let span = tracing::Span::current();
     let Prepared {
-        request,
+        mut request,
         variables: variables_json,
         extensions: extensions_json,
+        registered,
+        reports_cost,
     } = match prepare(app, headers, params, &method).await {
         Ok(prepared) => prepared,
         Err(problem) => return problem.into_response(request_id, content_type),
     };
+    let operation = match &registered {
+        Some(registration) => {
+            span.record("document_id", registration.id.as_str());
+            registration
+                .name
+                .clone()
+                .unwrap_or_else(|| registration.id.clone())
+        }
+        None => metrics::UNREGISTERED.to_string(),
+    };
+    // The bucket's state is the client's own: an answer that reports it is
+    // never served from, nor kept in, a shared cache.
+    let reports_throttle = reports_cost && admission.is_some();
     let router = router_access(app, headers);
     let inline_trace = headers.get(INCLUDE_TRACE).is_some_and(|v| v == "ftv1");
     // Anonymous answers may come from (and go to) the response cache, but
     // not a traced one: its trace is of this run, and for the router only.
     let cache_key = (!viewer_is_authenticated
         && !inline_trace
+        && !reports_throttle
         && app.config.response_cache_bytes > 0)
         .then(|| {
             ResponseCache::key(
@@ -746,9 +905,47 @@ async fn execute(
                 &format!("{content_type};{router:?}"),
             )
         });
-    if let Some(hit) = cache_key.and_then(|key| app.response_cache.get(&key)) {
-        return cached_response(app, headers, &hit);
+    if let Some(key) = &cache_key {
+        let hit = app.response_cache.get(key);
+        app.metrics.cache("response", hit.is_some());
+        if let Some(hit) = hit {
+            // Served as a CDN would serve it: nothing spent from the bucket.
+            let mut response = cached_response(app, headers, &hit);
+            response.extensions_mut().insert(Observed {
+                operation,
+                outcome: Outcome::Ok,
+                statements: 0,
+                codes: Vec::new(),
+            });
+            return response;
+        }
     }
+    if let Some(admission) = &admission {
+        match registered {
+            // A registered document's cost is known: paid before it runs.
+            Some(registration) => {
+                if let Err(throttled) = admission.spend(registration.cost) {
+                    let mut response = throttle::refusal(
+                        app,
+                        admission.tier(),
+                        &throttled,
+                        request_id,
+                        content_type,
+                    );
+                    response.extensions_mut().insert(Observed {
+                        operation,
+                        outcome: Outcome::RateLimited,
+                        statements: 0,
+                        codes: vec![RATE_LIMITED.to_string()],
+                    });
+                    return response;
+                }
+            }
+            // Any other is paid once measured (see `graph::conventions`).
+            None => request = request.data(admission.clone()),
+        }
+    }
+    request = request.data(app.metrics.clone());
     let entity_keys = representations(&variables_json);
     let (request, scope) = graph::RequestScope::new(
         request,
@@ -765,6 +962,31 @@ async fn execute(
             .get_or_insert_with(Default::default)
             .set("requestId", request_id);
     }
+    if let Some(admission) = &admission {
+        if let Some(Err(throttled)) = admission.spent() {
+            let mut refusal =
+                throttle::refusal(app, admission.tier(), &throttled, request_id, content_type);
+            refusal.extensions_mut().insert(Observed {
+                operation,
+                outcome: Outcome::RateLimited,
+                statements: scope.store.statements(),
+                codes: vec![RATE_LIMITED.to_string()],
+            });
+            return refusal;
+        }
+        if reports_cost {
+            add_throttle_status(&mut response.extensions, &admission.status());
+        }
+    }
+    let codes: Vec<String> = response
+        .errors
+        .iter()
+        .filter_map(|e| e.extensions.as_ref()?.get("code"))
+        .map(|code| match code {
+            Value::String(code) => code.clone(),
+            other => other.to_string(),
+        })
+        .collect();
 
     // A request refused before execution (parse, validation, operation
     // selection) has no `data` entry at all, per the spec.
@@ -788,7 +1010,7 @@ async fn execute(
     let cache_control = cache_control(
         policy,
         executed && response.errors.is_empty(),
-        viewer_is_authenticated,
+        viewer_is_authenticated || reports_throttle,
     );
     if router == RouterAccess::Verified && cache_control.is_cacheable() {
         add_router_cache_tags(&mut response.extensions, &scope.store, &entity_keys);
@@ -866,7 +1088,44 @@ async fn execute(
             HeaderValue::from(scope.store.statements()),
         );
     }
+    // A shared cache would hand one client's bucket to others: only answers
+    // that are not public tell it.
+    if let (Some(admission), false) = (&admission, cache_control.is_public()) {
+        throttle::add_headers(out, admission.tier(), &admission.status());
+    }
+    let outcome = if timed_out {
+        Outcome::Timeout
+    } else if !executed {
+        Outcome::Refused
+    } else if codes.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::FieldErrors
+    };
+    http.extensions_mut().insert(Observed {
+        operation,
+        outcome,
+        statements: scope.store.statements(),
+        codes,
+    });
     http
+}
+
+/// Puts the bucket in `extensions.cost.throttleStatus`, where Shopify's API
+/// reports it, beside the cost the extension reported.
+fn add_throttle_status(
+    extensions: &mut BTreeMap<String, Value>,
+    status: &crate::limits::rate::ThrottleStatus,
+) {
+    let Ok(status) = Value::from_json(throttle::throttle_status_json(status)) else {
+        return;
+    };
+    let cost = extensions
+        .entry("cost".to_string())
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(cost) = cost {
+        cost.insert(async_graphql::Name::new("throttleStatus"), status);
+    }
 }
 
 /// The cache tags of a cacheable answer (Fastly's and others' header for
@@ -988,6 +1247,10 @@ enum CacheControl {
 impl CacheControl {
     fn is_cacheable(self) -> bool {
         !matches!(self, CacheControl::NoStore)
+    }
+
+    fn is_public(self) -> bool {
+        matches!(self, CacheControl::Public(_))
     }
 }
 

@@ -5,10 +5,12 @@
 mod admin;
 pub mod graphiql;
 pub mod graphql;
+mod metrics;
 mod notices;
 mod problem;
 pub mod response_cache;
 mod subscriptions;
+mod throttle;
 pub mod trace_context;
 
 use std::sync::Arc;
@@ -48,6 +50,10 @@ pub struct AppState {
     pub events: Events,
     /// WebSocket connections open now (bounded by the configuration).
     pub connections: subscriptions::Connections,
+    /// What the server counts, for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// Clients' token buckets and requests in flight.
+    pub rate_limiter: crate::limits::rate::RateLimiter,
 }
 
 impl AppState {
@@ -72,6 +78,8 @@ impl AppState {
         let schema = graph::build_schema(config.limits, config.posture, events.clone());
         Ok(AppState {
             connections: subscriptions::Connections::new(config.subscriptions.max_connections),
+            metrics: crate::metrics::Metrics::new(),
+            rate_limiter: crate::limits::rate::RateLimiter::new(config.rate_limits.clone()),
             events,
             registry: PersistedQueryRegistry::new(store.clone(), schema.clone(), config.limits),
             response_cache: response_cache::ResponseCache::new(config.response_cache_bytes),
@@ -87,7 +95,11 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state.config.cors_origins);
-    Router::new()
+    let mut routes = Router::new();
+    if state.config.metrics {
+        routes = routes.route("/metrics", get(metrics::metrics));
+    }
+    routes
         .route(
             "/graphql",
             get(subscriptions::get_graphql_or_upgrade)
@@ -102,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(throttle::remember_peer))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(axum::middleware::from_fn(trace_context::propagate))
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
@@ -122,7 +135,7 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let trace = request.extensions().get::<TraceContext>();
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "http",
         method = %request.method(),
         path = %request.uri().path(),
@@ -131,7 +144,17 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         parent_span_id = %trace.map(TraceContext::parent_id_hex).unwrap_or_default(),
         span_id = %trace.map(TraceContext::span_id_hex).unwrap_or_default(),
         tracestate = trace.and_then(|t| t.tracestate.as_deref()),
-    )
+        // Filled in by the GraphQL handler and its extension, when known.
+        operation_name = tracing::field::Empty,
+        operation_type = tracing::field::Empty,
+        document_id = tracing::field::Empty,
+        client_name = tracing::field::Empty,
+        client_version = tracing::field::Empty,
+    );
+    if let Some(trace) = trace {
+        crate::telemetry::continue_trace(&span, trace);
+    }
+    span
 }
 
 /// CORS: browsers on other origins may call the API only when configured.
@@ -202,25 +225,47 @@ async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The process can serve: the database answers.
+/// How long the readiness probe waits for the database.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The process can serve: the database answers in time (and, for SQLite,
+/// its file is still there: open connections keep reading a deleted file,
+/// but what they write is lost, and a restart would start empty).
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "unavailable", "database": "unreachable" })),
-            )
-                .into_response()
+    let unavailable = |reason: &str| {
+        tracing::warn!(reason, "readiness check failed");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "unavailable", "database": reason })),
+        )
+            .into_response()
+    };
+    if let Some(path) = sqlite_path(&state.config.database_url) {
+        if !std::path::Path::new(path).exists() {
+            return unavailable("the SQLite file is gone");
         }
     }
+    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the database does not answer");
+            unavailable("unreachable")
+        }
+        Err(_) => unavailable("no answer in time"),
+    }
+}
+
+/// The file of a `sqlite://PATH[?options]` URL.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?.trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty()).then_some(path)
 }
 
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        Json(serde_json::json!({ "error": "not found", "endpoints": ["/graphql", "/health/live", "/health/ready"] })),
+        Json(serde_json::json!({ "error": "not found", "endpoints": ["/graphql", "/health/live", "/health/ready", "/metrics"] })),
     )
         .into_response()
 }

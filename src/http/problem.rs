@@ -17,6 +17,11 @@ pub mod codes {
     pub const CSRF_PREVENTED: &str = "CSRF_PREVENTED";
 }
 
+/// The code of a request refused at the HTTP level, left in the response's
+/// extensions for the metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct Refused(pub &'static str);
+
 pub struct Problem {
     pub status: StatusCode,
     pub code: &'static str,
@@ -101,6 +106,7 @@ impl Problem {
                 .headers_mut()
                 .insert(name, HeaderValue::from_static(value));
         }
+        response.extensions_mut().insert(Refused(self.code));
         response
     }
 }

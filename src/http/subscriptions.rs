@@ -116,6 +116,7 @@ fn accept(app: AppState, ws: WebSocketUpgrade, headers: &HeaderMap) -> HttpRespo
             close(&mut socket, 1013, "Too many connections: try again later").await;
             return;
         };
+        let _open = app.metrics.websocket_opened();
         let connection = Connection {
             app,
             client,
@@ -140,6 +141,8 @@ struct Operation {
     /// Whether a result was sent: only a first, pre-execution failure is an
     /// `error` message.
     answered: bool,
+    /// Counts it in the active-subscriptions gauge while it runs.
+    _active: crate::metrics::Active,
 }
 
 struct Connection {
@@ -407,6 +410,7 @@ impl Connection {
                 abort,
                 started: scope.started.clone(),
                 answered: false,
+                _active: self.app.metrics.subscription_started(),
             },
         );
         Flow::Continue

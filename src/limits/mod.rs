@@ -15,6 +15,7 @@
 //! limit on real traffic before enforcing it.
 
 pub mod cost;
+pub mod rate;
 mod tokens;
 mod variables;
 

@@ -6,6 +6,7 @@
 //! Each document is checked once, when it is registered (the schema, the
 //! limits, its worst-case cost); requests that use it skip those checks.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +82,13 @@ pub struct PersistedQueryRegistry {
     missing: Cache<(String, String), ()>,
     /// Automatic persisted queries: SHA-256 → text, in this replica only.
     apq: Cache<String, Arc<str>>,
+    /// Look-ups answered from memory (a document, or a known unknown id),
+    /// and look-ups that went to the database: for the metrics.
+    memory_hits: Arc<AtomicU64>,
+    memory_misses: Arc<AtomicU64>,
+    /// APQ hashes found, and not found (the client then sends the body).
+    apq_hits: Arc<AtomicU64>,
+    apq_misses: Arc<AtomicU64>,
 }
 
 impl PersistedQueryRegistry {
@@ -104,7 +112,27 @@ impl PersistedQueryRegistry {
                 })
                 .max_capacity(APQ_CAPACITY_BYTES)
                 .build(),
+            memory_hits: Default::default(),
+            memory_misses: Default::default(),
+            apq_hits: Default::default(),
+            apq_misses: Default::default(),
         }
+    }
+
+    /// (look-ups answered from memory, look-ups that read the database).
+    pub fn cache_counts(&self) -> (u64, u64) {
+        (
+            self.memory_hits.load(Ordering::Relaxed),
+            self.memory_misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// (APQ hashes found, APQ hashes not found).
+    pub fn apq_counts(&self) -> (u64, u64) {
+        (
+            self.apq_hits.load(Ordering::Relaxed),
+            self.apq_misses.load(Ordering::Relaxed),
+        )
     }
 
     /// The document a client (by `apollographql-client-name`, `""` when it
@@ -117,11 +145,14 @@ impl PersistedQueryRegistry {
     ) -> Result<Option<Arc<Registered>>, StoreError> {
         let cache_key = (client.to_string(), key.to_string());
         if let Some(found) = self.found.get(&cache_key).await {
+            self.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(found));
         }
         if self.missing.contains_key(&cache_key) {
+            self.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         }
+        self.memory_misses.fetch_add(1, Ordering::Relaxed);
         let rows = self.store.persisted_documents_by_key(key, client).await?;
         match rows.into_iter().next() {
             Some(row) => {
@@ -187,7 +218,14 @@ impl PersistedQueryRegistry {
     }
 
     pub async fn apq_get(&self, sha256: &str) -> Option<Arc<str>> {
-        self.apq.get(sha256).await
+        let found = self.apq.get(sha256).await;
+        let counter = if found.is_some() {
+            &self.apq_hits
+        } else {
+            &self.apq_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     pub async fn apq_put(&self, sha256: String, body: Arc<str>) {

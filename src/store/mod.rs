@@ -9,6 +9,7 @@
 //! Each [`Store`] handle counts the statements it executes, so a request's cost in
 //! round trips is observable (the `x-sql-statements` header and the tests).
 
+pub mod batch;
 mod catalog;
 mod customers;
 pub mod notices;
@@ -247,6 +248,7 @@ impl Store {
 
     fn count_statement(&self) {
         self.statements.fetch_add(1, Ordering::Relaxed);
+        batch::note_statement();
     }
 
     pub(crate) async fn fetch_all<T>(&self, sql: Sql) -> Result<Vec<T>, StoreError>
@@ -264,7 +266,7 @@ impl Store {
     where
         T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
     {
-        self.statements.fetch_add(1, Ordering::Relaxed);
+        self.count_statement();
         let (text, args) = sql.finish();
         Ok(sqlx::query_as_with(&text, args)
             .fetch_one(&self.pool)

@@ -121,7 +121,13 @@ impl TestApp {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState::start(config, store).await.unwrap();
         let app = router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+        });
         TestApp {
             url,
             state,
