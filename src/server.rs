@@ -1,5 +1,9 @@
 //! Starting and stopping the server: open the store, migrate, seed an empty
-//! database when configured, serve until SIGINT/SIGTERM, then drain.
+//! database when configured, serve until SIGINT/SIGTERM, then drain requests
+//! and close every WebSocket and event stream cleanly.
+
+use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -28,15 +32,48 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         graphiql = config.graphiql,
         "commerce-graph listening: http://{address}/graphql"
     );
-    let app = router(AppState::new(config, store.clone())?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    run(
+        listener,
+        AppState::new(config, store.clone())?,
+        shutdown_signal(),
+    )
+    .await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Serves `state` on `listener` until `stop` resolves, then shuts down:
+/// stops accepting, tells every WebSocket and event stream to send what is
+/// on its way and close (WebSockets with 1001 Going Away), lets in-flight
+/// requests finish, and waits (a bounded time) for the sockets to close.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let connections = state.connections.clone();
+    let told = connections.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            stop.await;
+            // Now, not after the drain: the drain waits for event streams
+            // (they are HTTP responses) but not for WebSockets (upgraded
+            // connections are no longer the HTTP server's).
+            told.shut_down();
+        })
+        .await
+        .context("serving")?;
+    let open = connections.closed(SOCKETS_CLOSE_LIMIT).await;
+    if open > 0 {
+        tracing::warn!(open, "shutting down with connections still open");
+    }
+    Ok(())
+}
+
+/// How long shutdown waits for WebSockets to send their last messages and
+/// close.
+const SOCKETS_CLOSE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Opens, migrates and (when configured and empty) seeds the database.
 pub async fn prepare_store(config: &Config) -> anyhow::Result<Store> {

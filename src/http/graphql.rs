@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 
 use super::problem::{codes, Problem};
 use super::response_cache::{Cached, ResponseCache};
+use super::subscriptions::over_http;
 use super::{graphiql, AppState, REQUEST_ID};
 use crate::auth::Viewer;
 use crate::graph::{self, RouterAccess};
@@ -44,7 +45,7 @@ const JSON: &str = "application/json; charset=utf-8";
 
 /// The response media type the client accepts.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum MediaType {
+pub(super) enum MediaType {
     /// `application/graphql-response+json`: request errors get 4xx statuses.
     GraphqlResponse,
     /// `application/json`: every GraphQL result is 200.
@@ -52,7 +53,7 @@ enum MediaType {
 }
 
 impl MediaType {
-    fn content_type(self) -> &'static str {
+    pub(super) fn content_type(self) -> &'static str {
         match self {
             MediaType::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
             MediaType::Json => JSON,
@@ -65,7 +66,7 @@ impl MediaType {
     /// specific range that matches it; on a tie, the type the client named
     /// wins, and between two wildcards `application/json` does (a legacy
     /// client sending `*/*` expects it).
-    fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
+    pub(super) fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
         let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
             return Some(MediaType::Json);
         };
@@ -175,15 +176,29 @@ fn bad_request(message: impl Into<String>) -> Problem {
 
 pub async fn post_graphql(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let request_id = request_id(&headers);
-    let Some(media) = MediaType::negotiate(&headers) else {
+    // A client that takes results as an event stream (Apollo's multipart
+    // protocol, Server-Sent Events) gets its subscriptions that way.
+    let stream = over_http::Transport::negotiate(&headers);
+    let media = MediaType::negotiate(&headers);
+    if media.is_none() && stream.is_none() {
         return not_acceptable().into_response(&request_id, JSON);
-    };
-    if app.config.csrf_prevention && !preflighted(&headers) {
-        return csrf_prevented().into_response(&request_id, media.content_type());
     }
-    match read_post(&app, &headers, body).await {
-        Ok(params) => execute(&app, &headers, params, Method::POST, media, &request_id).await,
-        Err(problem) => problem.into_response(&request_id, media.content_type()),
+    let content_type = media.unwrap_or(MediaType::Json).content_type();
+    if app.config.csrf_prevention && !preflighted(&headers) {
+        return csrf_prevented().into_response(&request_id, content_type);
+    }
+    let params = match read_post(&app, &headers, body).await {
+        Ok(params) => params,
+        Err(problem) => return problem.into_response(&request_id, content_type),
+    };
+    match (stream, media) {
+        (Some(transport), media) => {
+            over_http::execute(&app, &headers, params, transport, media, &request_id).await
+        }
+        (None, Some(media)) => {
+            execute(&app, &headers, params, Method::POST, media, &request_id).await
+        }
+        (None, None) => not_acceptable().into_response(&request_id, JSON),
     }
 }
 
@@ -529,7 +544,7 @@ pub(super) async fn resolve_document(
 
 /// Reads the bearer token, if any. A token that is present but invalid is an
 /// error: never silently anonymous.
-fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Viewer, Problem> {
+pub(super) fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Viewer, Problem> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Viewer::anonymous());
     };
@@ -572,7 +587,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Which kind of operation the request would run, if the operation can be
 /// selected (otherwise execution reports why).
-fn operation_type(
+pub(super) fn operation_type(
     document: &ExecutableDocument,
     operation_name: Option<&str>,
 ) -> Option<OperationType> {
@@ -628,10 +643,10 @@ pub(super) fn read_variables(
 }
 
 /// A request ready to run, with the JSON the response cache keys it by.
-struct Prepared {
-    request: async_graphql::Request,
-    variables: serde_json::Value,
-    extensions: serde_json::Value,
+pub(super) struct Prepared {
+    pub request: async_graphql::Request,
+    pub variables: serde_json::Value,
+    pub extensions: serde_json::Value,
 }
 
 /// Checks the parameters and builds the GraphQL request: the document (sent,
@@ -639,7 +654,7 @@ struct Prepared {
 /// document is measured and parsed here, to refuse a mutation before it runs:
 /// the limits on the text come first, so nothing unmeasured reaches the
 /// parser (a registered document was measured when it was registered).
-async fn prepare(
+pub(super) async fn prepare(
     app: &AppState,
     headers: &HeaderMap,
     params: Params,
@@ -720,15 +735,29 @@ async fn execute(
         Ok(viewer) => viewer,
         Err(problem) => return problem.into_response(request_id, content_type),
     };
+    match prepare(app, headers, params, &method).await {
+        Ok(prepared) => respond(app, headers, viewer, prepared, media, request_id).await,
+        Err(problem) => problem.into_response(request_id, content_type),
+    }
+}
+
+/// Runs a prepared request for `viewer` and answers it as one JSON result,
+/// with its caching headers.
+pub(super) async fn respond(
+    app: &AppState,
+    headers: &HeaderMap,
+    viewer: Viewer,
+    prepared: Prepared,
+    media: MediaType,
+    request_id: &str,
+) -> Response {
+    let content_type = media.content_type();
     let viewer_is_authenticated = viewer.is_authenticated();
     let Prepared {
         request,
         variables: variables_json,
         extensions: extensions_json,
-    } = match prepare(app, headers, params, &method).await {
-        Ok(prepared) => prepared,
-        Err(problem) => return problem.into_response(request_id, content_type),
-    };
+    } = prepared;
     let router = router_access(app, headers);
     let inline_trace = headers.get(INCLUDE_TRACE).is_some_and(|v| v == "ftv1");
     // Anonymous answers may come from (and go to) the response cache, but
