@@ -2,7 +2,7 @@
 //! database when configured, serve until SIGINT/SIGTERM, then drain requests
 //! and close every WebSocket and event stream cleanly.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -54,22 +54,42 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let connections = state.connections.clone();
     let told = connections.clone();
-    axum::serve(listener, router(state))
+    let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
+    let serving = axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             stop.await;
             // Now, not after the drain: the drain waits for event streams
             // (they are HTTP responses) but not for WebSockets (upgraded
             // connections are no longer the HTTP server's).
             told.shut_down();
+            let _ = draining.send(());
         })
-        .await
-        .context("serving")?;
+        .into_future();
+    // A client that stopped reading would hold its response, and the drain,
+    // forever: past the limit the server stops anyway.
+    let drain_limit = async {
+        if drain_started.await.is_ok() {
+            tokio::time::sleep(DRAIN_LIMIT).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serving => served.context("serving")?,
+        _ = drain_limit => tracing::warn!(
+            limit_s = DRAIN_LIMIT.as_secs(),
+            "requests still running at the drain limit: stopping anyway"
+        ),
+    }
     let open = connections.closed(SOCKETS_CLOSE_LIMIT).await;
     if open > 0 {
         tracing::warn!(open, "shutting down with connections still open");
     }
     Ok(())
 }
+
+/// How long shutdown waits for in-flight HTTP requests and event streams.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for WebSockets to send their last messages and
 /// close.

@@ -397,7 +397,11 @@ impl Connection {
             Kind::Stop => {
                 let Some(id) = operation_id(&message) else {
                     return self
-                        .invalid(socket, None, "`complete` needs a non-empty string `id`")
+                        .invalid(
+                            socket,
+                            None,
+                            "ending an operation needs its non-empty string `id`",
+                        )
                         .await;
                 };
                 let Some(operation) = self.operations.remove(&id) else {
