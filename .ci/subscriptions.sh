@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Subscriptions through the npm graphql-ws client: events after mutations
-# over HTTP, the owner's order, a bad token's close code, limits.
+# Subscriptions through their npm clients: graphql-ws (events after mutations
+# over HTTP, the owner's order, a bad token's close code, limits), and the
+# legacy subscriptions-transport-ws, graphql-sse and Apollo Client's
+# multipart HttpLink (a price change reaches each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

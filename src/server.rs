@@ -1,9 +1,12 @@
 //! Starting and stopping the server: open the store, migrate, seed an empty
 //! database when configured, serve until SIGINT/SIGTERM, then drain: no new
-//! connections, requests in flight finish within `--shutdown-grace`, then
-//! the process exits (0) whatever is left.
+//! connections, every WebSocket and event stream closes cleanly, requests in
+//! flight finish within `--shutdown-grace`, then the process exits (0)
+//! whatever is left.
 
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -34,35 +37,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "commerce-graph listening: http://{address}/graphql"
     );
     let grace = config.shutdown_grace;
-    let app = router(AppState::start(config, store.clone()).await?);
-    let (stopping, mut stop) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        shutdown.await;
-        tracing::info!(
-            grace_ms = grace.as_millis() as u64,
-            "shutting down: no new connections; draining requests in flight"
-        );
-        let _ = stopping.send(true);
-    };
-    let serve = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal);
-    // Requests still running when the grace period is over are cut off:
-    // their connections are dropped with the runtime.
-    let grace_over = async move {
-        let _ = stop.wait_for(|stopping| *stopping).await;
-        tokio::time::sleep(grace).await;
-    };
-    let drained = tokio::select! {
-        served = serve => {
-            served.context("serving")?;
-            true
-        }
-        _ = grace_over => false,
-    };
-    if drained {
+    let state = AppState::start(config, store.clone()).await?;
+    if run(listener, state, shutdown).await? {
         store.close().await;
         tracing::info!("stopped: every request finished");
     } else {
@@ -73,6 +49,65 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Serves `state` on `listener` until `stop` resolves, then shuts down:
+/// stops accepting, tells every WebSocket and event stream to send what is
+/// on its way and close (WebSockets with 1001 Going Away), lets in-flight
+/// requests finish within the configured grace period, and waits (a bounded
+/// time) for the sockets to close. True when every request finished.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<bool> {
+    let grace = state.config.shutdown_grace;
+    let connections = state.connections.clone();
+    let told = connections.clone();
+    let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
+    let serving = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        stop.await;
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: no new connections; draining requests in flight"
+        );
+        // Now, not after the drain: the drain waits for event streams
+        // (they are HTTP responses) but not for WebSockets (upgraded
+        // connections are no longer the HTTP server's).
+        told.shut_down();
+        let _ = draining.send(());
+    })
+    .into_future();
+    // Requests still running when the grace period is over are cut off
+    // (their connections are dropped with the runtime); so is a client that
+    // stopped reading its event stream.
+    let grace_over = async {
+        if drain_started.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let drained = tokio::select! {
+        served = serving => {
+            served.context("serving")?;
+            true
+        }
+        _ = grace_over => false,
+    };
+    let open = connections.closed(SOCKETS_CLOSE_LIMIT).await;
+    if open > 0 {
+        tracing::warn!(open, "shutting down with connections still open");
+    }
+    Ok(drained)
+}
+
+/// How long shutdown waits for WebSockets to send their last messages and
+/// close.
+const SOCKETS_CLOSE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Opens, migrates and (when configured and empty) seeds the database.
 pub async fn prepare_store(config: &Config) -> anyhow::Result<Store> {

@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 
 use super::problem::{codes, Problem, Refused};
 use super::response_cache::{Cached, ResponseCache};
+use super::subscriptions::over_http;
 use super::{graphiql, throttle, AppState, REQUEST_ID};
 use crate::auth::Viewer;
 use crate::graph::{self, RouterAccess};
@@ -47,7 +48,7 @@ const JSON: &str = "application/json; charset=utf-8";
 
 /// The response media type the client accepts.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum MediaType {
+pub(super) enum MediaType {
     /// `application/graphql-response+json`: request errors get 4xx statuses.
     GraphqlResponse,
     /// `application/json`: every GraphQL result is 200.
@@ -55,7 +56,7 @@ enum MediaType {
 }
 
 impl MediaType {
-    fn content_type(self) -> &'static str {
+    pub(super) fn content_type(self) -> &'static str {
         match self {
             MediaType::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
             MediaType::Json => JSON,
@@ -68,7 +69,7 @@ impl MediaType {
     /// specific range that matches it; on a tie, the type the client named
     /// wins, and between two wildcards `application/json` does (a legacy
     /// client sending `*/*` expects it).
-    fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
+    pub(super) fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
         let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
             return Some(MediaType::Json);
         };
@@ -185,19 +186,40 @@ pub async fn post_graphql(State(app): State<AppState>, headers: HeaderMap, body:
 
 async fn post(app: AppState, headers: HeaderMap, body: Body) -> Response {
     let request_id = request_id(&headers);
-    let Some(media) = MediaType::negotiate(&headers) else {
+    // A client that takes results as an event stream (Apollo's multipart
+    // protocol, Server-Sent Events) gets its subscriptions that way.
+    let stream = over_http::Transport::negotiate(&headers);
+    let media = MediaType::negotiate(&headers);
+    if media.is_none() && stream.is_none() {
         return not_acceptable().into_response(&request_id, JSON);
-    };
+    }
+    let content_type = media.unwrap_or(MediaType::Json).content_type();
     if app.config.csrf_prevention && !preflighted(&headers) {
-        return csrf_prevented().into_response(&request_id, media.content_type());
+        return csrf_prevented().into_response(&request_id, content_type);
     }
     // Before the body is read: a client's uploads count as in flight.
-    let caller = match admit(&app, &headers, &request_id, media) {
+    let caller = match admit(&app, &headers, &request_id, content_type) {
         Ok(caller) => caller,
         Err(refusal) => return *refusal,
     };
-    match read_post(&app, &headers, body).await {
-        Ok(params) => {
+    let params = match read_post(&app, &headers, body).await {
+        Ok(params) => params,
+        Err(problem) => return problem.into_response(&request_id, content_type),
+    };
+    match (stream, media) {
+        (Some(transport), media) => {
+            over_http::execute(
+                &app,
+                &headers,
+                params,
+                transport,
+                media,
+                &request_id,
+                caller,
+            )
+            .await
+        }
+        (None, Some(media)) => {
             execute(
                 &app,
                 &headers,
@@ -209,14 +231,14 @@ async fn post(app: AppState, headers: HeaderMap, body: Body) -> Response {
             )
             .await
         }
-        Err(problem) => problem.into_response(&request_id, media.content_type()),
+        (None, None) => not_acceptable().into_response(&request_id, JSON),
     }
 }
 
 /// Who is asking, and their admission under the rate limits.
-struct Caller {
-    viewer: Viewer,
-    admission: Option<Admission>,
+pub(super) struct Caller {
+    pub viewer: Viewer,
+    pub admission: Option<Admission>,
 }
 
 /// Reads the token (refusing a bad one) and lets the client in, unless it
@@ -225,9 +247,8 @@ fn admit(
     app: &AppState,
     headers: &HeaderMap,
     request_id: &str,
-    media: MediaType,
+    content_type: &'static str,
 ) -> Result<Caller, Box<Response>> {
-    let content_type = media.content_type();
     let viewer = authenticate(app, headers)
         .map_err(|problem| Box::new(problem.into_response(request_id, content_type)))?;
     let span = tracing::Span::current();
@@ -274,7 +295,7 @@ async fn get(app: AppState, headers: HeaderMap, raw: Option<String>) -> Response
     if app.config.csrf_prevention && !preflighted(&headers) {
         return csrf_prevented().into_response(&request_id, media.content_type());
     }
-    let caller = match admit(&app, &headers, &request_id, media) {
+    let caller = match admit(&app, &headers, &request_id, media.content_type()) {
         Ok(caller) => caller,
         Err(refusal) => return *refusal,
     };
@@ -653,7 +674,7 @@ pub(super) async fn resolve_document(
 
 /// Reads the bearer token, if any. A token that is present but invalid is an
 /// error: never silently anonymous.
-fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Viewer, Problem> {
+pub(super) fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Viewer, Problem> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Viewer::anonymous());
     };
@@ -696,7 +717,7 @@ pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Which kind of operation the request would run, if the operation can be
 /// selected (otherwise execution reports why).
-fn operation_type(
+pub(super) fn operation_type(
     document: &ExecutableDocument,
     operation_name: Option<&str>,
 ) -> Option<OperationType> {
@@ -752,21 +773,21 @@ pub(super) fn read_variables(
 }
 
 /// What the registry says of a registered document.
-struct Registration {
+pub(super) struct Registration {
     id: String,
     name: Option<String>,
     cost: u64,
 }
 
 /// A request ready to run, with the JSON the response cache keys it by.
-struct Prepared {
-    request: async_graphql::Request,
-    variables: serde_json::Value,
-    extensions: serde_json::Value,
+pub(super) struct Prepared {
+    pub request: async_graphql::Request,
+    pub variables: serde_json::Value,
+    pub extensions: serde_json::Value,
     /// The registered document, if it is one.
-    registered: Option<Registration>,
+    pub registered: Option<Registration>,
     /// The client asked for the cost (`"extensions": {"cost": true}`).
-    reports_cost: bool,
+    pub reports_cost: bool,
 }
 
 /// Checks the parameters and builds the GraphQL request: the document (sent,
@@ -774,7 +795,7 @@ struct Prepared {
 /// document is measured and parsed here, to refuse a mutation before it runs:
 /// the limits on the text come first, so nothing unmeasured reaches the
 /// parser (a registered document was measured when it was registered).
-async fn prepare(
+pub(super) async fn prepare(
     app: &AppState,
     headers: &HeaderMap,
     params: Params,
@@ -859,7 +880,24 @@ async fn execute(
     method: Method,
     media: MediaType,
     request_id: &str,
+    caller: Caller,
+) -> Response {
+    let content_type = media.content_type();
+    match prepare(app, headers, params, &method).await {
+        Ok(prepared) => respond(app, headers, caller, prepared, media, request_id).await,
+        Err(problem) => problem.into_response(request_id, content_type),
+    }
+}
+
+/// Runs a prepared request for the caller and answers it as one JSON
+/// result, with its caching headers.
+pub(super) async fn respond(
+    app: &AppState,
+    headers: &HeaderMap,
     Caller { viewer, admission }: Caller,
+    prepared: Prepared,
+    media: MediaType,
+    request_id: &str,
 ) -> Response {
     let content_type = media.content_type();
     let viewer_is_authenticated = viewer.is_authenticated();
@@ -870,10 +908,7 @@ async fn execute(
         extensions: extensions_json,
         registered,
         reports_cost,
-    } = match prepare(app, headers, params, &method).await {
-        Ok(prepared) => prepared,
-        Err(problem) => return problem.into_response(request_id, content_type),
-    };
+    } = prepared;
     let operation = match &registered {
         Some(registration) => {
             span.record("document_id", registration.id.as_str());

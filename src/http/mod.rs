@@ -48,7 +48,8 @@ pub struct AppState {
     pub response_cache: response_cache::ResponseCache,
     /// What writes publish and subscriptions watch.
     pub events: Events,
-    /// WebSocket connections open now (bounded by the configuration).
+    /// WebSocket connections and HTTP event streams open now (bounded by
+    /// the configuration), and the signal that closes them at shutdown.
     pub connections: subscriptions::Connections,
     /// What the server counts, for `/metrics`.
     pub metrics: crate::metrics::Metrics,

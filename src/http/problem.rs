@@ -15,6 +15,8 @@ pub mod codes {
     pub const BATCHING_NOT_SUPPORTED: &str = "BATCHING_NOT_SUPPORTED";
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const CSRF_PREVENTED: &str = "CSRF_PREVENTED";
+    /// An event stream refused at the bound on open connections.
+    pub const TOO_MANY_CONNECTIONS: &str = "TOO_MANY_CONNECTIONS";
 }
 
 /// The code of a request refused at the HTTP level, left in the response's

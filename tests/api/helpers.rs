@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use commerce_graph::auth::JwtKeys;
 use commerce_graph::config::{Config, LogFormat, Profile, Settings};
-use commerce_graph::http::{router, AppState};
+use commerce_graph::http::AppState;
 use commerce_graph::server::prepare_store;
 use commerce_graph::store::{seed, PoolSettings, Store};
 use serde_json::{json, Value};
@@ -32,6 +32,8 @@ pub struct TestApp {
     /// The test's database, removed when the first server ends (a replica
     /// started by [`TestApp::replica`] shares it and holds none).
     _database: Option<TestDatabase>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<anyhow::Result<bool>>>,
 }
 
 /// A GraphQL response as a client sees it.
@@ -120,23 +122,43 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState::start(config, store).await.unwrap();
-        let app = router(state.clone());
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(commerce_graph::server::run(
+            listener,
+            state.clone(),
+            async move {
+                // A dropped TestApp leaves the server running to the end
+                // of the test, as before.
+                if stopped.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            },
+        ));
         TestApp {
             url,
             state,
+            stop: Some(stop),
+            served: Some(served),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
             jwt: JwtKeys::hs256(JWT_SECRET.as_bytes()),
             _database: database,
+        }
+    }
+
+    /// Shuts the server down as SIGTERM does, and waits until it stopped.
+    pub async fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            tokio::time::timeout(Duration::from_secs(20), served)
+                .await
+                .expect("the server stops within 20 s")
+                .expect("the server task did not panic")
+                .expect("the server stopped cleanly");
         }
     }
 

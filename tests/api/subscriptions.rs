@@ -14,6 +14,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::helpers::TestApp;
 
+mod legacy;
+mod over_http;
+mod shutdown;
+
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub(crate) const PRICE: &str =
@@ -22,18 +26,31 @@ pub(crate) const SET_PRICE: &str =
     "mutation($id: ID!, $cents: Int!) { setProductPrice(productId: $id, cents: $cents) { id } }";
 
 pub(crate) async fn open(app: &TestApp) -> Socket {
+    open_with(app, "graphql-transport-ws").await
+}
+
+/// A WebSocket to `/graphql` speaking `protocol`.
+async fn open_with(app: &TestApp, protocol: &str) -> Socket {
+    let (socket, chosen) = open_offering(app, protocol).await;
+    assert_eq!(chosen, protocol);
+    socket
+}
+
+/// A WebSocket to `/graphql` offering the subprotocols `offered`, and the
+/// one the server chose.
+async fn open_offering(app: &TestApp, offered: &str) -> (Socket, String) {
     let url = format!("{}/graphql", app.url.replacen("http://", "ws://", 1));
     let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", offered.parse().unwrap());
     let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(
-        response.headers()["sec-websocket-protocol"],
-        "graphql-transport-ws"
-    );
-    socket
+    let chosen = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (socket, chosen)
 }
 
 pub(crate) async fn send(socket: &mut Socket, message: Value) {
@@ -43,8 +60,9 @@ pub(crate) async fn send(socket: &mut Socket, message: Value) {
         .unwrap();
 }
 
-/// The next protocol message (answering the server's pings on the way), or
-/// `None` when nothing came within `wait`.
+/// The next protocol message (answering the server's pings and skipping
+/// the legacy protocol's keepalives on the way), or `None` when nothing came
+/// within `wait`.
 pub(crate) async fn next_within(socket: &mut Socket, wait: Duration) -> Option<Value> {
     loop {
         let message = tokio::time::timeout(wait, socket.next()).await.ok()??;
@@ -53,6 +71,9 @@ pub(crate) async fn next_within(socket: &mut Socket, wait: Duration) -> Option<V
                 let value: Value = serde_json::from_str(text.as_str()).unwrap();
                 if value["type"] == "ping" {
                     send(socket, json!({ "type": "pong" })).await;
+                    continue;
+                }
+                if value["type"] == "ka" {
                     continue;
                 }
                 return Some(value);
