@@ -352,6 +352,46 @@ mod tests {
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
     }
 
+    #[tokio::test]
+    async fn a_database_that_never_answers_fails_the_connect_after_its_timeout() {
+        // Accepts TCP connections (the kernel's backlog) and never speaks.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("postgres://x:y@{}/commerce", silent.local_addr().unwrap());
+        let settings = PoolSettings {
+            connect_timeout: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        assert!(Store::connect(&url, &settings).await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    /// On PostgreSQL (when the tests run there): the statement timeout is
+    /// every connection's `statement_timeout`.
+    #[tokio::test]
+    async fn postgres_cancels_a_statement_past_the_statement_timeout() {
+        let Ok(url) = std::env::var("COMMERCE_GRAPH_TEST_DATABASE_URL") else {
+            return;
+        };
+        let settings = PoolSettings {
+            statement_timeout: Duration::from_millis(200),
+            ..PoolSettings::with_max_connections(1)
+        };
+        let store = Store::connect(&url, &settings).await.unwrap();
+        let slow: Result<(i32,), _> = store
+            .fetch_one(Sql::new("SELECT 1 FROM (SELECT pg_sleep(3)) AS t"))
+            .await;
+        match slow {
+            Err(StoreError::Database(sqlx::Error::Database(e))) => {
+                // query_canceled
+                assert_eq!(e.code().as_deref(), Some("57014"), "{e}");
+            }
+            other => panic!("not cancelled: {other:?}"),
+        }
+        let quick: (i32,) = store.fetch_one(Sql::new("SELECT 1")).await.unwrap();
+        assert_eq!(quick.0, 1);
+    }
+
     #[test]
     fn unknown_schemes_are_refused() {
         assert!(Backend::from_url("mysql://x").is_err());

@@ -86,6 +86,36 @@ async fn serve_on_an_empty_database_migrates_seeds_and_answers() {
     assert_eq!(body["data"]["products"]["totalCount"], 1000);
 }
 
+/// Replicas deployed together on a fresh PostgreSQL database: both migrate
+/// (one after the other), one seeds, both serve the same rows. SQLite is one
+/// process's database: nothing to prove there.
+#[tokio::test]
+async fn two_servers_started_together_on_an_empty_database_both_serve_one_seed() {
+    if TestDatabase::postgres_url().is_none() {
+        return;
+    }
+    let database = TestDatabase::empty().await;
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| start(database.url()));
+        let b = scope.spawn(|| start(database.url()));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let client = reqwest::Client::new();
+    for (_server, url) in [&a, &b] {
+        let body: serde_json::Value = client
+            .post(format!("{url}/graphql"))
+            .json(&json!({ "query": "{ categories { id } products(first: 0) { totalCount } }" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["data"]["categories"].as_array().unwrap().len(), 20);
+        assert_eq!(body["data"]["products"]["totalCount"], 1000);
+    }
+}
+
 #[test]
 fn migrate_then_seed_fill_a_database_and_seed_refuses_a_second_time() {
     let database = TestDatabase::empty_blocking();
