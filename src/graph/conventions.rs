@@ -75,6 +75,29 @@ pub struct Vetted {
 #[derive(Clone, Copy, Debug)]
 pub struct TextChecked;
 
+/// Request data of a request run on a transport that streams results
+/// (WebSocket, multipart, SSE): only there may a subscription run.
+#[derive(Clone, Copy, Debug)]
+pub struct Streamed;
+
+/// The code of a subscription sent where results cannot stream (a plain
+/// JSON POST).
+pub const SUBSCRIPTION_NEEDS_STREAM: &str = "SUBSCRIPTION_NEEDS_STREAM";
+
+/// Whether the operation a request would run is a subscription.
+fn selects_subscription(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let ty = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        _ => None,
+    };
+    ty == Some(OperationType::Subscription)
+}
+
 /// Request data that makes a request stop after validation: how a document
 /// is checked against the schema without running it (persisted-document
 /// registration). A valid document ends with the one error [`VALIDATED`].
@@ -254,6 +277,13 @@ impl Extension for RequestConventions {
                 .data
                 .get(&std::any::TypeId::of::<TextChecked>())
                 .is_some();
+            // Registration validates subscription documents without running them.
+            let streamed = [
+                std::any::TypeId::of::<Streamed>(),
+                std::any::TypeId::of::<ValidateOnly>(),
+            ]
+            .iter()
+            .any(|ty| request.data.get(ty).is_some());
             if !vetted && !text_checked {
                 limits.check_text(&request.query).map_err(limit_error)?;
             }
@@ -275,6 +305,16 @@ impl Extension for RequestConventions {
                     None,
                 );
                 with_code(&mut error, INTROSPECTION_DISABLED);
+                return Err(error);
+            }
+            if !streamed && selects_subscription(document, operation_name.as_deref()) {
+                let mut error = ServerError::new(
+                    "subscriptions need a transport that streams: a WebSocket \
+                     (graphql-transport-ws or graphql-ws), or a POST accepting \
+                     multipart/mixed;subscriptionSpec=\"1.0\" or text/event-stream",
+                    None,
+                );
+                with_code(&mut error, SUBSCRIPTION_NEEDS_STREAM);
                 return Err(error);
             }
             let order = SelectionOrder::new(document.clone(), variables.clone());

@@ -28,7 +28,7 @@ use async_graphql::{
 use batching::{RequestActivity, Tracked};
 use ftv1::InlineTrace;
 
-pub use conventions::{ExecutionStarted, RouterAccess, TextChecked, Vetted};
+pub use conventions::{ExecutionStarted, RouterAccess, Streamed, TextChecked, Vetted};
 pub use error::{code, ApiError};
 pub use loader::{request_loader, RequestLoader};
 

@@ -439,6 +439,14 @@ async fn a_thousand_subscribers_of_one_product_all_get_one_price_change() {
 }
 
 #[tokio::test]
+async fn a_subscription_posted_for_one_json_result_is_refused_with_a_code() {
+    let app = TestApp::spawn().await;
+    let reply = app.query(PRICE, json!({ "id": "1" }), None).await;
+    assert_eq!(reply.error_codes(), vec!["SUBSCRIPTION_NEEDS_STREAM"]);
+    assert!(reply.body.get("data").is_none(), "{}", reply.body);
+}
+
+#[tokio::test]
 async fn the_safelist_holds_over_websocket_too() {
     let app = TestApp::spawn_with(|config| {
         config.persisted_queries = commerce_graph::persisted::PersistedMode::Safelist;
@@ -463,7 +471,8 @@ async fn a_subscriber_that_fell_behind_is_told_and_sent_the_current_state() {
     let app = TestApp::spawn_with(|config| config.subscriptions.event_buffer = 1).await;
     let state = &app.state;
     let request = async_graphql::Request::new(PRICE)
-        .variables(async_graphql::Variables::from_json(json!({ "id": "9" })));
+        .variables(async_graphql::Variables::from_json(json!({ "id": "9" })))
+        .data(commerce_graph::graph::Streamed);
     let (request, _scope) = RequestScope::new(
         request,
         &state.store,

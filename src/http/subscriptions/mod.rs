@@ -122,7 +122,7 @@ pub(super) async fn start(
     request_id: &str,
 ) -> BoxStream<'static, Outcome> {
     let (request, scope) = graph::RequestScope::new(
-        request,
+        request.data(graph::Streamed),
         &app.store,
         viewer,
         router,
