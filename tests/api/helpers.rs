@@ -148,6 +148,32 @@ impl TestApp {
         }
     }
 
+    /// Takes the database away from under the running server: the SQLite
+    /// file is removed, or the PostgreSQL database dropped (its connections
+    /// ended).
+    pub async fn lose_database(&self) {
+        if let Some(TestDatabase::Postgres {
+            admin_url, name, ..
+        }) = &self._database
+        {
+            let mut admin = admin_connection(admin_url).await;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            return;
+        }
+        let path = self
+            .state
+            .config
+            .database_url
+            .trim_start_matches("sqlite://")
+            .to_string();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+    }
+
     /// Shuts the server down as SIGTERM does, and waits until it stopped.
     pub async fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {

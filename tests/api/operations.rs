@@ -421,19 +421,11 @@ async fn requests_in_flight_are_bounded_per_client() {
 }
 
 #[tokio::test]
-async fn readiness_flips_when_the_database_file_is_gone() {
+async fn readiness_flips_when_the_database_is_gone() {
     let app = TestApp::spawn().await;
     let ready = format!("{}/health/ready", app.url);
     assert_eq!(app.client.get(&ready).send().await.unwrap().status(), 200);
-    let path = app
-        .state
-        .config
-        .database_url
-        .trim_start_matches("sqlite://")
-        .to_string();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{path}{suffix}"));
-    }
+    app.lose_database().await;
     let response = app.client.get(&ready).send().await.unwrap();
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
