@@ -1,5 +1,6 @@
 // Mounts GraphiQL. Queries go to this server's /graphql; headers typed in the
 // headers pane (e.g. {"authorization": "Bearer …"}) are sent with them.
+// Subscriptions go to the same /graphql over a WebSocket (graphql-ws).
 // A separate file rather than an inline script, so the page works under a
 // Content-Security-Policy that forbids inline scripts.
 //
@@ -19,7 +20,45 @@
   // Set by "Run by id" while it starts a run: the document to name by id.
   var runById = null;
 
+  // Subscriptions run over a WebSocket to the same /graphql, in the
+  // graphql-transport-ws protocol (the graphql-ws client bundled with
+  // GraphiQL). The headers pane becomes the connection_init payload, so
+  // {"authorization": "Bearer …"} authenticates the socket as it does a POST.
+  var subscriptionEndpoint = endpoint.replace(/^http/, 'ws');
+  var subscriptionFetcher = GraphiQL.createFetcher({
+    url: endpoint,
+    subscriptionUrl: subscriptionEndpoint,
+  });
+
+  // The parsed document when the operation GraphiQL runs is a subscription,
+  // else null (a document that does not parse is left to the server).
+  function subscriptionDocument(params) {
+    var document;
+    try {
+      document = GraphiQL.GraphQL.parse(params.query || '');
+    } catch (_) {
+      return null;
+    }
+    var operations = document.definitions.filter(function (d) {
+      return d.kind === 'OperationDefinition';
+    });
+    var operation = params.operationName
+      ? operations.find(function (o) {
+          return o.name && o.name.value === params.operationName;
+        })
+      : operations[0];
+    return operation && operation.operation === 'subscription' ? document : null;
+  }
+
   function fetcher(params, options) {
+    // Subscriptions always run by their text: over a socket there is no
+    // client-name header to scope a registered document by.
+    var subscription = runById ? null : subscriptionDocument(params);
+    if (subscription) {
+      // The toolkit's fetcher takes the socket only when it is handed the
+      // document, which GraphiQL does not always do.
+      return subscriptionFetcher(params, Object.assign({}, options, { documentAST: subscription }));
+    }
     var headers = Object.assign(
       {
         'content-type': 'application/json',

@@ -1,0 +1,324 @@
+//! W6 of GRAPH.md: many WebSocket clients subscribed to `productUpdated` of
+//! one product while its price changes.
+//!
+//! Starts the release server (`target/release/commerce-graph`, or
+//! `COMMERCE_GRAPH_BIN`) on a fresh seeded SQLite database, opens
+//! `W6_SUBSCRIBERS` (default 10,000) graphql-transport-ws connections with
+//! one subscription each, and prints:
+//!
+//! - the server's memory per idle connection: the growth of its resident
+//!   set (VmRSS) from before the connections opened to after they all
+//!   subscribed and sat idle, divided by their number;
+//! - after one `setProductPrice`, the time until each subscriber has its
+//!   event (p50, p99, max), counted from the moment the mutation was sent:
+//!   the commit happens after that, so these are upper bounds of the time
+//!   from the commit.
+//!
+//! Run it with `benches/w6.sh` (raises the open-file limit, builds the
+//! release binary, then `cargo bench --bench w6_subscribers`).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const PRODUCT: &str = "7";
+const SUBSCRIPTION: &str =
+    "subscription($id: ID!) { productUpdated(id: $id) { id price { cents } } }";
+/// Connections opened at a time.
+const OPENING_CONCURRENCY: usize = 200;
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")
+}
+
+async fn start_server(bin: &str, secret: &str, max_connections: usize) -> anyhow::Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log = std::fs::File::create(dir.path().join("server.log"))?;
+    let child = Command::new(bin)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--database-url")
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("commerce.db").display()
+        ))
+        .env("COMMERCE_GRAPH_JWT_SECRET", secret)
+        .env(
+            "COMMERCE_GRAPH_WS_MAX_CONNECTIONS",
+            max_connections.to_string(),
+        )
+        .env("COMMERCE_GRAPH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {bin} (build it with cargo build --release)"))?;
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let client = reqwest::Client::new();
+    // Seeding the fresh database on start takes a while on a busy machine.
+    for _ in 0..3000 {
+        let ready = client
+            .get(format!("{}/health/ready", server.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            return Ok(server);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(server._dir.path().join("server.log")).unwrap_or_default();
+    bail!("the server did not get ready within 300 s:\n{log}")
+}
+
+fn admin_token(bin: &str, secret: &str) -> anyhow::Result<String> {
+    let output = Command::new(bin)
+        .args(["token", "--admin"])
+        .env("COMMERCE_GRAPH_JWT_SECRET", secret)
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "commerce-graph token failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_string())
+}
+
+async fn send(socket: &mut Socket, message: Value) -> anyhow::Result<()> {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await?;
+    Ok(())
+}
+
+/// The next protocol message, answering pings.
+async fn next(socket: &mut Socket) -> anyhow::Result<Value> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .context("no message within 60 s")?
+            .context("the socket closed")??;
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(text.as_str())?;
+            if value["type"] == "ping" {
+                send(socket, json!({ "type": "pong" })).await?;
+                continue;
+            }
+            return Ok(value);
+        }
+    }
+}
+
+/// A connection with one subscription in place (a query sent after it was
+/// answered, so the server registered the subscription).
+async fn subscriber(ws_url: &str) -> anyhow::Result<Socket> {
+    let mut request = ws_url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+    // Small client buffers too: 10,000 clients live in this process.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+    send(&mut socket, json!({ "type": "connection_init" })).await?;
+    let ack = next(&mut socket).await?;
+    if ack["type"] != "connection_ack" {
+        bail!("expected connection_ack, got {ack}");
+    }
+    send(
+        &mut socket,
+        json!({ "id": "p", "type": "subscribe",
+            "payload": { "query": SUBSCRIPTION, "variables": { "id": PRODUCT } } }),
+    )
+    .await?;
+    send(
+        &mut socket,
+        json!({ "id": "s", "type": "subscribe", "payload": { "query": "{ __typename }" } }),
+    )
+    .await?;
+    loop {
+        let message = next(&mut socket).await?;
+        if message["id"] == "s" && message["type"] == "complete" {
+            return Ok(socket);
+        }
+        if message["id"] == "p" {
+            bail!("unexpected message for the subscription: {message}");
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; nothing else is read from arguments.
+    let subscribers: usize = std::env::var("W6_SUBSCRIBERS")
+        .ok()
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(10_000);
+    let bin = std::env::var("COMMERCE_GRAPH_BIN").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/commerce-graph").into()
+    });
+    let secret = format!("w6-benchmark-secret-{}", std::process::id());
+    let server = start_server(&bin, &secret, subscribers + 1_000).await?;
+    let pid = server.child.id();
+    let token = admin_token(&bin, &secret)?;
+    let ws_url = format!("{}/graphql", server.url.replacen("http://", "ws://", 1));
+    let client = reqwest::Client::new();
+
+    // Warm up: the first connections and events allocate what every later
+    // one reuses (runtime workers, the schema's caches, the topic).
+    let warm: Vec<Socket> = futures::stream::iter(0..OPENING_CONCURRENCY)
+        .map(|_| subscriber(&ws_url))
+        .buffer_unordered(OPENING_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    drop(warm);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = rss_kib(pid)?;
+
+    let opening = Instant::now();
+    let sockets: Vec<Socket> = futures::stream::iter(0..subscribers)
+        .map(|_| subscriber(&ws_url))
+        .buffer_unordered(OPENING_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let opened_in = opening.elapsed();
+
+    // Each subscriber waits for its event (answering pings meanwhile) and
+    // reports when it came.
+    let (arrived, mut arrivals) = mpsc::unbounded_channel::<(Instant, i64)>();
+    let (_alive, stop) = watch::channel(());
+    for mut socket in sockets {
+        let arrived = arrived.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    message = next(&mut socket) => match message {
+                        Ok(message) if message["id"] == "p" && message["type"] == "next" => {
+                            let cents = message["payload"]["data"]["productUpdated"]["price"]["cents"]
+                                .as_i64()
+                                .unwrap_or(-1);
+                            let _ = arrived.send((Instant::now(), cents));
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
+    drop(arrived);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = rss_kib(pid)?;
+    let per_connection = (idle.saturating_sub(before) as f64 * 1024.0) / subscribers as f64;
+
+    let cents = 4242;
+    let sent = Instant::now();
+    let reply: Value = client
+        .post(format!("{}/graphql", server.url))
+        .bearer_auth(&token)
+        .json(&json!({
+            "query": "mutation($id: ID!, $cents: Int!) { setProductPrice(productId: $id, cents: $cents) { id } }",
+            "variables": { "id": PRODUCT, "cents": cents },
+        }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let answered = sent.elapsed();
+    if reply.get("errors").is_some() {
+        bail!("the price change failed: {reply}");
+    }
+    let mut latencies = Vec::with_capacity(subscribers);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while latencies.len() < subscribers {
+        match tokio::time::timeout_at(deadline, arrivals.recv()).await {
+            Ok(Some((at, got))) => {
+                if got != cents {
+                    bail!("a subscriber got price {got}, not {cents}");
+                }
+                latencies.push(at - sent);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    latencies.sort();
+    let served = latencies.len();
+    println!("W6: {subscribers} graphql-transport-ws subscribers of productUpdated(id: {PRODUCT})");
+    println!(
+        "  opened and subscribed in {:.1} s",
+        opened_in.as_secs_f64()
+    );
+    println!(
+        "  server RSS: {:.1} MiB before, {:.1} MiB with all idle: {:.1} KiB per idle connection",
+        before as f64 / 1024.0,
+        idle as f64 / 1024.0,
+        per_connection / 1024.0
+    );
+    println!("  setProductPrice answered in {}", ms(answered));
+    if served == 0 {
+        bail!("no subscriber got the event");
+    }
+    println!(
+        "  event received by {served}/{subscribers}, from the mutation's send: p50 {}, p99 {}, max {}",
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(latencies[served - 1]),
+    );
+    if served < subscribers {
+        bail!("{} subscribers never got the event", subscribers - served);
+    }
+    Ok(())
+}
