@@ -505,13 +505,7 @@ fn parse_lines(input: &PlaceOrderInput) -> Result<Vec<store::NewOrderLine>, ApiE
 /// Reads an order again after a write (never from the request's cache, which
 /// may hold its state from before the write) and checks the viewer may see it.
 async fn reload_order(ctx: &Context<'_>, id: i64) -> Result<Order> {
-    let row = store(ctx)?
-        .orders_by_ids(&[id])
-        .await
-        .map_err(ApiError::from)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::NotFound(format!("order {id} does not exist")))?;
+    let row = order_row(store(ctx)?, id).await?;
     loader(ctx)?.feed_one(OrderId(id), row.clone()).await;
     Ok(Order::visible(row, viewer(ctx))?)
 }
@@ -587,14 +581,17 @@ impl OrderMutation {
 
 /// The order as committed, if `viewer` may still see it.
 async fn committed_order(store: &store::Store, id: i64, viewer: Viewer) -> Result<Order> {
-    let row = store
+    Ok(Order::visible(order_row(store, id).await?, viewer)?)
+}
+
+/// One order's row, read from the database (not the request's cache).
+async fn order_row(store: &store::Store, id: i64) -> Result<OrderRow, ApiError> {
+    store
         .orders_by_ids(&[id])
-        .await
-        .map_err(ApiError::from)?
+        .await?
         .into_iter()
         .next()
-        .ok_or_else(|| ApiError::NotFound(format!("order {id} does not exist")))?;
-    Ok(Order::visible(row, viewer)?)
+        .ok_or_else(|| ApiError::NotFound(format!("order {id} does not exist")))
 }
 
 #[derive(Default)]

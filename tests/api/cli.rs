@@ -73,17 +73,7 @@ async fn serve_on_an_empty_database_migrates_seeds_and_answers() {
         assert!(Instant::now() < deadline, "the server became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let body: serde_json::Value = client
-        .post(format!("{url}/graphql"))
-        .json(&json!({ "query": "{ categories { id } products(first: 0) { totalCount } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["data"]["categories"].as_array().unwrap().len(), 20);
-    assert_eq!(body["data"]["products"]["totalCount"], 1000);
+    assert_serves_the_scale_1_seed(&client, &url).await;
 }
 
 /// Replicas deployed together on a fresh PostgreSQL database: both migrate
@@ -102,17 +92,7 @@ async fn two_servers_started_together_on_an_empty_database_both_serve_one_seed()
     });
     let client = reqwest::Client::new();
     for (_server, url) in [&a, &b] {
-        let body: serde_json::Value = client
-            .post(format!("{url}/graphql"))
-            .json(&json!({ "query": "{ categories { id } products(first: 0) { totalCount } }" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(body["data"]["categories"].as_array().unwrap().len(), 20);
-        assert_eq!(body["data"]["products"]["totalCount"], 1000);
+        assert_serves_the_scale_1_seed(&client, url).await;
     }
 }
 
@@ -227,4 +207,19 @@ fn persisted_import_list_and_remove_manage_the_registry() {
     assert!(ok);
     let (ok, _, stderr) = run(&["persisted", "remove", "a1"]);
     assert!(!ok && stderr.contains("no registered document"), "{stderr}");
+}
+
+/// The server at `url` answers with the scale-1 demo data.
+async fn assert_serves_the_scale_1_seed(client: &reqwest::Client, url: &str) {
+    let body: serde_json::Value = client
+        .post(format!("{url}/graphql"))
+        .json(&json!({ "query": "{ categories { id } products(first: 0) { totalCount } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["categories"].as_array().unwrap().len(), 20);
+    assert_eq!(body["data"]["products"]["totalCount"], 1000);
 }
