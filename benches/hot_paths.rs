@@ -1,7 +1,8 @@
 //! Micro-benchmarks of work every request does before execution: parsing a
 //! document and measuring it against the limits, counting its tokens,
 //! estimating its cost, and the same for a hostile "fragment bomb" that must
-//! be refused cheaply; what rate limiting and the metrics add.
+//! be refused cheaply; what rate limiting and the metrics add; and the work
+//! after execution: the response cache's key, serializing a response.
 //!
 //! `cargo bench --bench hot_paths` prints the figures.
 
@@ -103,5 +104,73 @@ fn rate_limit(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, limits, cost, rate_limit);
+/// W2's answer as the server builds it: 100 orders of 3 items each.
+fn w2_response() -> async_graphql::Response {
+    let orders: Vec<serde_json::Value> = (0..100)
+        .map(|i| {
+            let items: Vec<serde_json::Value> = (0..3)
+                .map(|j| {
+                    serde_json::json!({ "product": {
+                        "title": format!("Product {i}-{j} with a longer title"),
+                        "price": { "amount": "129.99", "currency": "EUR" },
+                    } })
+                })
+                .collect();
+            serde_json::json!({ "id": i.to_string(), "customer": { "name": format!("Customer {i}") }, "items": items })
+        })
+        .collect();
+    let data = serde_json::json!({ "orders": { "nodes": orders } });
+    async_graphql::Response::new(async_graphql::Value::from_json(data).expect("a value"))
+}
+
+/// The response cache's key of a persisted GET (what every W4 hit
+/// computes), and serializing responses of W1's and W2's sizes.
+fn responses(c: &mut Criterion) {
+    use commerce_graph::http::response_cache::ResponseCache;
+    let variables = serde_json::json!({ "id": "1234" });
+    let extensions = serde_json::json!({
+        "persistedQuery": { "version": 1, "sha256Hash": "ecf4edb46db40b5132295c0291d62fb65d6759a9eedfa4d5d612dd5ec54a6b38" }
+    });
+    c.bench_function("cache key W4", |b| {
+        b.iter(|| {
+            black_box(ResponseCache::key(
+                black_box(W1),
+                Some("ProductPage"),
+                &variables,
+                &extensions,
+                "application/graphql-response+json",
+            ))
+        })
+    });
+    let w2 = w2_response();
+    c.bench_function("serialize W2 response", |b| {
+        b.iter(|| {
+            black_box(
+                serde_json::to_vec(black_box(&w2))
+                    .expect("serializes")
+                    .len(),
+            )
+        })
+    });
+    let w1 = async_graphql::Response::new(
+        async_graphql::Value::from_json(serde_json::json!({ "product": {
+            "title": "Product 1234", "price": { "amount": "19.99", "currency": "EUR" },
+            "inventory": [{ "available": 12, "warehouse": "north" }, { "available": 0, "warehouse": "south" }],
+            "images": (0..5).map(|i| serde_json::json!({ "url": format!("https://img.example/1234/{i}.jpg"), "alt": "A product" })).collect::<Vec<_>>(),
+            "reviews": (0..10).map(|i| serde_json::json!({ "rating": 4, "author": { "name": format!("Customer {i}"), "verified": true }, "text": "Does what it says." })).collect::<Vec<_>>(),
+        } }))
+        .expect("a value"),
+    );
+    c.bench_function("serialize W1 response", |b| {
+        b.iter(|| {
+            black_box(
+                serde_json::to_vec(black_box(&w1))
+                    .expect("serializes")
+                    .len(),
+            )
+        })
+    });
+}
+
+criterion_group!(benches, limits, cost, rate_limit, responses);
 criterion_main!(benches);

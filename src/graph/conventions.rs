@@ -14,8 +14,9 @@
 //! - when the operator configured a router secret, it refuses `_entities`
 //!   and `_service` to requests that do not carry it, so nobody bypasses the
 //!   router's own checks by calling the subgraph directly;
-//! - it puts the response's fields in the order the query selected them
-//!   (see [`super::response_order`]);
+//! - it gives the response the shape the specification prescribes: fields
+//!   in the order the query selected them, errored fields `null`, carried up
+//!   to the nearest nullable parent (see [`super::response_shape`]);
 //! - when the request is traced for the router, it times every field for the
 //!   inline trace (see [`super::ftv1`]).
 
@@ -35,7 +36,7 @@ use async_graphql::{
 use super::cache_policy::{self, Policy};
 use super::error::code;
 use super::ftv1::{FieldTiming, InlineTrace};
-use super::response_order::SelectionOrder;
+use super::response_shape::ResponseShape;
 use super::{PolicySlot, RequestCost};
 use crate::limits::cost::CostModel;
 use crate::limits::rate::{Admission, RATE_LIMITED};
@@ -317,7 +318,7 @@ impl Extension for RequestConventions {
                 with_code(&mut error, SUBSCRIPTION_NEEDS_STREAM);
                 return Err(error);
             }
-            let order = SelectionOrder::new(document.clone(), variables.clone());
+            let shape = ResponseShape::new(document.clone(), variables.clone());
             if let Ok(model) = ctx.data::<CostModel>() {
                 let inspection = limits
                     .check_cost(model, document, operation_name.as_deref(), &variables)
@@ -347,7 +348,7 @@ impl Extension for RequestConventions {
                     }
                 }
             }
-            request.data.insert(order);
+            request.data.insert(shape);
             request.variables = variables;
         }
         next.run(ctx, request).await
@@ -406,8 +407,8 @@ impl Extension for RequestConventions {
             slot.set(measured.policy);
         }
         let mut response = next.run(ctx, operation_name).await;
-        if let Some(order) = ctx.data_opt::<SelectionOrder>() {
-            order.apply(operation_name, &mut response.data);
+        if let Some(shape) = ctx.data_opt::<ResponseShape>() {
+            shape.apply(&ctx.schema_env.registry, operation_name, &mut response);
         }
         if let Some(measured) = measured.filter(|m| m.report) {
             response.extensions.insert(

@@ -15,7 +15,7 @@ mod live;
 mod loader;
 pub mod orders;
 mod pagination;
-mod response_order;
+mod response_shape;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

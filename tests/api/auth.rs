@@ -58,7 +58,7 @@ async fn listing_all_orders_needs_an_admin() {
     let query = "{ orders(first: 1) { nodes { id } } }";
     let anonymous = app.query(query, json!({}), None).await;
     assert_eq!(anonymous.error_codes(), ["UNAUTHENTICATED"]);
-    assert!(anonymous.body["data"].is_null());
+    assert_eq!(anonymous.body["data"], json!({ "orders": null }));
     let customer = app
         .query(query, json!({}), Some(&app.customer_token(3)))
         .await;
@@ -85,8 +85,9 @@ async fn personal_fields_of_review_authors_stay_private_on_nested_paths() {
         .await;
     let author = &reply.body["data"]["product"]["reviews"][0]["author"];
     assert!(author["name"].is_string(), "public fields still resolve");
-    assert!(author["email"].is_null());
-    assert!(author["orders"].is_null());
+    // Present as null (GraphQL's "Handling Field Errors"), not left out.
+    assert_eq!(author.get("email"), Some(&json!(null)));
+    assert_eq!(author.get("orders"), Some(&json!(null)));
     assert_eq!(reply.error_codes(), ["FORBIDDEN", "FORBIDDEN"]);
     let paths: Vec<_> = reply.body["errors"]
         .as_array()
@@ -106,6 +107,42 @@ async fn personal_fields_of_review_authors_stay_private_on_nested_paths() {
     let author = &own.data()["product"]["reviews"][0]["author"];
     assert!(author["email"].as_str().unwrap().contains('@'));
     assert!(author["orders"]["totalCount"].is_number());
+}
+
+#[tokio::test]
+async fn a_failed_field_is_null_in_place_and_a_failed_non_null_field_nulls_its_parent() {
+    let app = TestApp::spawn().await;
+    // Every selected field of the author is refused: the author is still
+    // there (it is `Customer!`), with the refused field null.
+    let reply = app
+        .query(
+            "{ product(id: \"1\") { reviews(first: 1) { author { email } } } }",
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(reply.error_codes(), ["UNAUTHENTICATED"]);
+    assert_eq!(
+        reply.body["data"],
+        json!({ "product": { "reviews": [{ "author": { "email": null } }] } })
+    );
+    assert_eq!(
+        reply.body["errors"][0]["path"],
+        json!(["product", "reviews", 0, "author", "email"])
+    );
+
+    // `adjustInventory` is `InventoryLevel!` at the root: failed, it makes
+    // `data` null, whatever the other root fields resolved to.
+    let reply = app
+        .query(
+            "mutation { setProductPrice(productId: \"1\", cents: 1999) { id } \
+             adjustInventory(productId: \"999999\", warehouse: \"x\", delta: 1) { available } }",
+            json!({}),
+            Some(&app.admin_token()),
+        )
+        .await;
+    assert_eq!(reply.error_codes(), ["NOT_FOUND"]);
+    assert_eq!(reply.body.get("data"), Some(&json!(null)));
 }
 
 #[tokio::test]
