@@ -196,7 +196,7 @@ impl Metrics {
             cache: counter(
                 r,
                 "graphql_cache_requests_total",
-                "Look-ups in the server's caches (response, persisted_query, apq), by result (hit, miss)",
+                "Look-ups in the server's caches (response, persisted_query, apq, entity: the request-scoped DataLoader cache), by result (hit, miss)",
                 &["cache", "result"],
             ),
             rate_limited: counter(
@@ -292,6 +292,15 @@ impl Metrics {
     pub fn cache(&self, cache: &'static str, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.0.cache.with_label_values(&[cache, result]).inc();
+    }
+
+    /// `hits` and `misses` look-ups in one of the caches.
+    pub fn cache_counts(&self, cache: &'static str, hits: u64, misses: u64) {
+        for (result, n) in [("hit", hits), ("miss", misses)] {
+            if n > 0 {
+                self.0.cache.with_label_values(&[cache, result]).inc_by(n);
+            }
+        }
     }
 
     /// Adds `n` to a cache's hit or miss count (counts kept elsewhere,

@@ -6,9 +6,17 @@
 //! type it loads) is its own batch and its own SQL statement. Every batch runs
 //! in a `loader_batch` span (entity, batch size, statements) under the
 //! request's span, and is counted in the metrics.
+//!
+//! The loader's cache is the server's entity cache: an entity a request
+//! already loaded (or a write fed it) is not loaded again. It lives as long
+//! as the request, so it can never serve one viewer's data to another, or a
+//! stale row after a write committed elsewhere. Its hits and misses are
+//! counted when the request ends (`graphql_cache_requests_total{cache="entity"}`).
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
@@ -30,6 +38,8 @@ pub struct StoreLoader {
 pub struct ObservedLoader {
     pub(crate) inner: StoreLoader,
     metrics: Option<Metrics>,
+    /// Keys loaded from the store: the entity cache's misses.
+    loaded: Arc<AtomicU64>,
 }
 
 impl<K> Loader<K> for ObservedLoader
@@ -52,6 +62,7 @@ where
             .instrument(span.clone())
             .await;
         span.record("statements", statements);
+        self.loaded.fetch_add(keys.len() as u64, Ordering::Relaxed);
         if let Some(metrics) = &self.metrics {
             metrics.batch(entity, keys.len());
         }
@@ -66,7 +77,61 @@ fn entity<K>() -> &'static str {
     name.rsplit("::").next().unwrap_or(name)
 }
 
-pub type RequestLoader = DataLoader<ObservedLoader, HashMapCache>;
+/// The request's DataLoader, counting the look-ups it answers.
+pub struct RequestLoader {
+    loader: DataLoader<ObservedLoader, HashMapCache>,
+    /// Every `load_one`: the entity cache's look-ups.
+    lookups: AtomicU64,
+    loaded: Arc<AtomicU64>,
+    metrics: Option<Metrics>,
+}
+
+impl RequestLoader {
+    /// The value of `key`, from the request's cache or in the next batch.
+    pub async fn load_one<K>(
+        &self,
+        key: K,
+    ) -> Result<Option<<StoreLoader as Loader<K>>::Value>, <StoreLoader as Loader<K>>::Error>
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        StoreLoader: Loader<K>,
+    {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        self.loader.load_one(key).await
+    }
+
+    /// Puts a value the request already holds (a write's result) in the
+    /// cache, so reading it back costs no statement.
+    pub async fn feed_one<K>(&self, key: K, value: <StoreLoader as Loader<K>>::Value)
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        StoreLoader: Loader<K>,
+    {
+        self.loader.feed_one(key, value).await
+    }
+
+    /// Turns the cache on or off for every key type (a subscription loads
+    /// every event afresh).
+    pub fn enable_all_cache(&self, enable: bool) {
+        self.loader.enable_all_cache(enable)
+    }
+
+    pub fn loader(&self) -> &ObservedLoader {
+        self.loader.loader()
+    }
+}
+
+impl Drop for RequestLoader {
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.metrics {
+            let misses = self.loaded.load(Ordering::Relaxed);
+            let lookups = self.lookups.load(Ordering::Relaxed);
+            // A key asked for twice before its batch went out is loaded once:
+            // the second look-up is a hit.
+            metrics.cache_counts("entity", lookups.saturating_sub(misses), misses);
+        }
+    }
+}
 
 /// A fresh loader over `store` (which should be a request-scoped handle, so its
 /// statement counter belongs to the request). Its batches are sent when the
@@ -87,14 +152,22 @@ pub fn request_loader(
             .instrument(tracing::Span::current()),
         )
     };
-    let loader = ObservedLoader {
+    let loaded = Arc::new(AtomicU64::new(0));
+    let observed = ObservedLoader {
         inner: StoreLoader { store },
-        metrics,
+        metrics: metrics.clone(),
+        loaded: Arc::clone(&loaded),
     };
-    DataLoader::with_cache(loader, spawner, HashMapCache::default())
+    let loader = DataLoader::with_cache(observed, spawner, HashMapCache::default())
         .delay(Duration::ZERO)
         // A full batch goes out at once and is still one statement.
-        .max_batch_size(MAX_IDS_PER_STATEMENT)
+        .max_batch_size(MAX_IDS_PER_STATEMENT);
+    RequestLoader {
+        loader,
+        lookups: AtomicU64::new(0),
+        loaded,
+        metrics,
+    }
 }
 
 /// The request's loader. Every request built by the HTTP layer carries one.

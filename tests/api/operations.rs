@@ -136,6 +136,32 @@ async fn metrics_move_when_requests_are_made() {
 }
 
 #[tokio::test]
+async fn the_request_scoped_entity_cache_counts_its_hits_and_misses() {
+    let app = TestApp::spawn().await;
+    let before = metrics(&app).await;
+    // Product 1 is asked for twice and loaded once; product 2 and product
+    // 1's category are loaded: 4 look-ups, 1 hit, 3 misses.
+    app.query(
+        "{ a: product(id: \"1\") { title } b: product(id: \"1\") { category { name } } \
+         c: product(id: \"2\") { title } }",
+        json!({}),
+        None,
+    )
+    .await
+    .data();
+    let after = metrics(&app).await;
+    let moved = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(
+        moved("graphql_cache_requests_total{cache=\"entity\",result=\"hit\"}"),
+        1.0
+    );
+    assert_eq!(
+        moved("graphql_cache_requests_total{cache=\"entity\",result=\"miss\"}"),
+        3.0
+    );
+}
+
+#[tokio::test]
 async fn websocket_connections_and_subscriptions_are_gauged() {
     let app = TestApp::spawn().await;
     let url = format!("{}/graphql", app.url.replacen("http://", "ws://", 1));
