@@ -170,8 +170,10 @@ struct Target {
 impl Drop for Target {
     fn drop(&mut self) {
         // The peer is a process group (its cluster's workers): end them all.
+        // `--` first: procps' kill reads `-TERM -PID` as `-TERM -1` (every
+        // process this user may signal).
         let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.process.id())])
+            .args(["-s", "TERM", "--", &format!("-{}", self.process.id())])
             .stdin(Stdio::null())
             .status();
         let _ = self.process.kill();
@@ -367,6 +369,9 @@ async fn start_ours(client: &reqwest::Client, database_url: &str) -> Target {
         .env("COMMERCE_GRAPH_PERSISTED_QUERIES", "apq")
         .env("COMMERCE_GRAPH_EXPOSE_SQL_STATEMENTS", "true")
         .env("COMMERCE_GRAPH_SEED_ON_START", "false")
+        // One load generator is one client: its budget would measure the
+        // rate limiter (the peer has none), not the server.
+        .env("COMMERCE_GRAPH_RATE_LIMIT", "false")
         .stdin(Stdio::null())
         .process_group(0)
         .spawn()
