@@ -959,16 +959,20 @@ pub(super) async fn respond(
             return response;
         }
     }
-    // Once the database is known to be down, nothing waits for it.
-    if app.store.is_down() {
-        return unavailable(
+    // What a request gets when the database cannot serve it.
+    let unavailable = |operation| {
+        unavailable(
             app,
             headers,
             cache_key.as_ref(),
             request_id,
             content_type,
             operation,
-        );
+        )
+    };
+    // Once the database is known to be down, nothing waits for it.
+    if app.store.is_down() {
+        return unavailable(operation);
     }
     if let Some(admission) = &admission {
         match registered {
@@ -1039,14 +1043,7 @@ pub(super) async fn respond(
         .collect();
     // The database went away while this ran, and nothing could be served.
     if is_unavailable(&response.data, &codes) {
-        return unavailable(
-            app,
-            headers,
-            cache_key.as_ref(),
-            request_id,
-            content_type,
-            operation,
-        );
+        return unavailable(operation);
     }
 
     // A request refused before execution (parse, validation, operation
