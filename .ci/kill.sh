@@ -10,8 +10,11 @@ cd "$(dirname "$0")/.."
 source .ci/pg-replicas.sh
 export PSQL="$pg_bin/psql" KILL_STATE="$work/kill-state.json"
 
-# The load must not run out of stock: that would be a refusal, not a test.
-start_replica killed --rate-limit false
+# A small pool keeps most of the 32 clients' requests waiting inside the
+# server (for a connection, or in a transaction) when it is killed, rather
+# than answered and on their way back. The load must not run out of stock:
+# that would be a refusal, not a test.
+start_replica killed --rate-limit false --db-max-connections 4
 "$PSQL" "$COMMERCE_GRAPH_DATABASE_URL" -q -v ON_ERROR_STOP=1 \
   -c "UPDATE inventory SET available = 100000 WHERE product_id <= 8"
 COMMERCE_GRAPH_URL="$url" COMMERCE_GRAPH_KILL_PID="$replica_pid" node tests/faults/kill.mjs load
