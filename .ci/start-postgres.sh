@@ -5,7 +5,10 @@
 # authentication over TCP, allowed to create databases). Sets
 # COMMERCE_GRAPH_PG_ADMIN_URL (the role's URL on the `postgres` database) and
 # defines `stop_postgres`, which stops the cluster and removes it; the caller
-# puts it in its EXIT trap.
+# puts it in its EXIT trap. `halt_postgres` and `start_postgres` stop the
+# server (fast: connections are ended) and start it again on the same port
+# and data, for the outage test (exported, so `bash -c halt_postgres` works
+# from a test's child process).
 
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   echo "installing postgresql (Debian package)"
@@ -24,13 +27,20 @@ as_postgres "$pg_bin/initdb" -D "$pg_root/data" -U postgres -E UTF8 --locale=C.U
   --auth-local=trust --auth-host=scram-sha-256 >"$pg_root/initdb.log" 2>&1 \
   || { cat "$pg_root/initdb.log"; echo "initdb failed"; exit 1; }
 # A test cluster: durability is traded for speed (nothing here outlives the run).
-as_postgres "$pg_bin/pg_ctl" -D "$pg_root/data" -l "$pg_root/server.log" -w -t 60 start \
-  -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_root -c max_connections=300 \
-      -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null \
-  || { cat "$pg_root/server.log"; echo "PostgreSQL did not start"; exit 1; }
+start_postgres() {
+  as_postgres "$pg_bin/pg_ctl" -D "$pg_root/data" -l "$pg_root/server.log" -w -t 60 start \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_root -c max_connections=300 \
+        -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+}
+halt_postgres() {
+  as_postgres "$pg_bin/pg_ctl" -D "$pg_root/data" -m fast -w stop >/dev/null
+}
+export pg_bin pg_root pg_port
+export -f as_postgres start_postgres halt_postgres
+start_postgres || { cat "$pg_root/server.log"; echo "PostgreSQL did not start"; exit 1; }
 
 stop_postgres() {
-  as_postgres "$pg_bin/pg_ctl" -D "$pg_root/data" -m fast -w stop >/dev/null 2>&1 || true
+  halt_postgres 2>/dev/null || true
   rm -rf "$pg_root"
 }
 

@@ -151,6 +151,13 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_RESPONSE_CACHE_BYTES")]
     pub response_cache_bytes: Option<u64>,
 
+    /// How long past its `max-age` a public answer may still be served
+    /// while the database is unavailable (the in-process cache, and
+    /// `stale-if-error` in `Cache-Control` for CDNs), e.g. 5m; 0 or off
+    /// turns it off [default: off].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_STALE_IF_ERROR", value_parser = parse_window)]
+    pub stale_if_error: Option<Duration>,
+
     /// Seed the demo data into an empty database when serving
     /// [default: on in development].
     #[arg(long, global = true, env = "COMMERCE_GRAPH_SEED_ON_START")]
@@ -372,6 +379,7 @@ struct FileSettings {
     persisted_queries: Option<PersistedMode>,
     max_cache_age: Option<u32>,
     response_cache_bytes: Option<u64>,
+    stale_if_error: Option<String>,
     seed_on_start: Option<bool>,
     log_format: Option<LogFormat>,
     expose_sql_statements: Option<bool>,
@@ -437,6 +445,9 @@ pub struct Config {
     pub max_cache_age: Option<u32>,
     /// Memory of the response cache (0: off).
     pub response_cache_bytes: u64,
+    /// How long past `max-age` a public answer may be served while the
+    /// database is unavailable (zero: not at all).
+    pub stale_if_error: Duration,
     pub seed_on_start: bool,
     pub log_format: LogFormat,
     pub expose_sql_statements: bool,
@@ -607,6 +618,13 @@ impl Config {
             &file.db_statement_timeout,
         )?
         .unwrap_or(pool_defaults.statement_timeout);
+        let stale_if_error = match (settings.stale_if_error, &file.stale_if_error) {
+            (Some(window), _) => window,
+            (None, Some(text)) => {
+                parse_window(text).map_err(|e| anyhow::anyhow!("stale_if_error: {e}"))?
+            }
+            (None, None) => Duration::ZERO,
+        };
         let measure_only = parse_limit_names(
             settings
                 .limits_measure_only
@@ -776,6 +794,7 @@ impl Config {
                 .response_cache_bytes
                 .or(file.response_cache_bytes)
                 .unwrap_or(64 * 1024 * 1024),
+            stale_if_error,
             persisted_queries: settings
                 .persisted_queries
                 .or(file.persisted_queries)
@@ -904,6 +923,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(number.saturating_mul(millis)))
 }
 
+/// A duration that may be off: `0` or `off`, else as [`parse_duration`].
+pub fn parse_window(text: &str) -> Result<Duration, String> {
+    match text.trim() {
+        "0" | "off" => Ok(Duration::ZERO),
+        text => parse_duration(text),
+    }
+}
+
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
@@ -920,6 +947,8 @@ mod tests {
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("0s").is_err() && parse_duration("fast").is_err());
+        assert_eq!(parse_window("off").unwrap(), Duration::ZERO);
+        assert_eq!(parse_window("5m").unwrap(), Duration::from_secs(300));
         let settings = Settings {
             limits_measure_only: Some(vec!["depth".into(), " cost".into()]),
             ..Default::default()
@@ -945,6 +974,7 @@ mod tests {
         assert!(config.cors_origins.is_empty());
         assert!(config.csrf_prevention);
         assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.stale_if_error, Duration::ZERO);
     }
 
     #[test]
@@ -1034,7 +1064,8 @@ mod tests {
         std::fs::write(
             &path,
             "rate_limit_customer = \"200/20/4\"\nrate_limit_clients = [\"ios=300/30/6\"]\n\
-             shutdown_grace = \"3s\"\nmetrics_token = \"0123456789abcdef\"\n",
+             shutdown_grace = \"3s\"\nmetrics_token = \"0123456789abcdef\"\n\
+             stale_if_error = \"90s\"\n",
         )
         .unwrap();
         let settings = Settings {
@@ -1051,6 +1082,7 @@ mod tests {
         assert_eq!(rate.clients[0].0, "ios");
         assert_eq!(rate.api_key_header.as_deref(), Some("x-api-key"));
         assert_eq!(config.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(config.stale_if_error, Duration::from_secs(90));
         assert!(config.metrics && config.metrics_token.is_some());
 
         let defaults = Config::resolve(&Settings::default()).unwrap();

@@ -61,6 +61,7 @@ pub const KNOWN_CODES: &[&str] = &[
     "ROUTER_SECRET_REQUIRED",
     "TOO_MANY_SUBSCRIPTIONS",
     "EVENTS_DROPPED",
+    "SERVICE_UNAVAILABLE",
     "INTERNAL_SERVER_ERROR",
 ];
 
@@ -77,6 +78,8 @@ pub enum Outcome {
     RateLimited,
     /// Cancelled at the request deadline.
     Timeout,
+    /// Not served: the database is unavailable (503).
+    Unavailable,
 }
 
 impl Outcome {
@@ -87,6 +90,7 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::RateLimited => "rate_limited",
             Outcome::Timeout => "timeout",
+            Outcome::Unavailable => "unavailable",
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod code {
     pub const INVALID_STATUS_TRANSITION: &str = "INVALID_STATUS_TRANSITION";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
     pub const EVENTS_DROPPED: &str = "EVENTS_DROPPED";
+    pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +62,8 @@ pub enum ApiError {
     EventsDropped {
         missed: u64,
     },
+    /// The database cannot be reached now; the same request may work later.
+    Unavailable,
     /// Something broke below the API; details are in the server log only.
     Internal,
 }
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => code::UNAUTHENTICATED,
             ApiError::Forbidden(_) => code::FORBIDDEN,
             ApiError::EventsDropped { .. } => code::EVENTS_DROPPED,
+            ApiError::Unavailable => code::SERVICE_UNAVAILABLE,
             ApiError::Internal => code::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,6 +115,7 @@ impl ApiError {
                 "this subscription fell behind and {missed} events were dropped; \
                  the next result is the current state"
             ),
+            ApiError::Unavailable => UNAVAILABLE_MESSAGE.to_string(),
             ApiError::Internal => "Internal server error".to_string(),
         }
     }
@@ -149,8 +154,15 @@ impl From<ApiError> for async_graphql::Error {
     }
 }
 
+/// What a client is told when the database cannot be reached.
+pub const UNAVAILABLE_MESSAGE: &str = "the service is temporarily unavailable; retry later";
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(error = %error, "the database is unavailable");
+            return ApiError::Unavailable;
+        }
         tracing::error!(error = %error, "store failure while resolving a request");
         ApiError::Internal
     }

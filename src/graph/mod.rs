@@ -29,7 +29,7 @@ use batching::{RequestActivity, Tracked};
 use ftv1::InlineTrace;
 
 pub use conventions::{ExecutionStarted, RouterAccess, Streamed, TextChecked, Vetted};
-pub use error::{code, ApiError};
+pub use error::{code, ApiError, UNAVAILABLE_MESSAGE};
 pub use loader::{request_loader, RequestLoader};
 
 use crate::auth::Viewer;

@@ -660,6 +660,10 @@ pub(super) async fn resolve_document(
             // (the caller sets the media type; see `Problem::request_error`).
             Err(Problem::request_error(refused.code, refused.message).no_store())
         }
+        Err(persisted::Resolution::Store(error)) if error.is_unavailable() => {
+            tracing::warn!(%error, "persisted-query registry lookup");
+            Err(Problem::unavailable())
+        }
         Err(persisted::Resolution::Store(error)) => {
             tracing::error!(%error, "persisted-query registry lookup");
             Err(Problem::new(
@@ -955,6 +959,21 @@ pub(super) async fn respond(
             return response;
         }
     }
+    // What a request gets when the database cannot serve it.
+    let unavailable = |operation| {
+        unavailable(
+            app,
+            headers,
+            cache_key.as_ref(),
+            request_id,
+            content_type,
+            operation,
+        )
+    };
+    // Once the database is known to be down, nothing waits for it.
+    if app.store.is_down() {
+        return unavailable(operation);
+    }
     if let Some(admission) = &admission {
         match registered {
             // A registered document's cost is known: paid before it runs.
@@ -1022,6 +1041,10 @@ pub(super) async fn respond(
             other => other.to_string(),
         })
         .collect();
+    // The database went away while this ran, and nothing could be served.
+    if is_unavailable(&response.data, &codes) {
+        return unavailable(operation);
+    }
 
     // A request refused before execution (parse, validation, operation
     // selection) has no `data` entry at all, per the spec.
@@ -1081,7 +1104,7 @@ pub(super) async fn respond(
     if !not_modified {
         out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
-    if let Ok(value) = HeaderValue::from_str(&cache_control.to_string()) {
+    if let Ok(value) = HeaderValue::from_str(&cache_control_header(app, cache_control)) {
         out.insert(header::CACHE_CONTROL, value);
     }
     if let Some(tag) = etag.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
@@ -1184,7 +1207,7 @@ fn cached_response(app: &AppState, headers: &HeaderMap, hit: &Cached) -> Respons
             HeaderValue::from_static(hit.content_type),
         );
     }
-    let cache_control = CacheControl::Public(hit.max_age).to_string();
+    let cache_control = cache_control_header(app, CacheControl::Public(hit.max_age));
     for (name, value) in [
         (header::CACHE_CONTROL, cache_control),
         (header::ETAG, hit.etag.clone()),
@@ -1203,6 +1226,73 @@ fn cached_response(app: &AppState, headers: &HeaderMap, hit: &Cached) -> Respons
         out.insert("x-sql-statements", HeaderValue::from(0));
     }
     http
+}
+
+/// Whether a result is only the database's absence: every error says
+/// `SERVICE_UNAVAILABLE`, and no field has a value.
+fn is_unavailable(data: &Value, codes: &[String]) -> bool {
+    let empty = match data {
+        Value::Null => true,
+        Value::Object(fields) => fields.values().all(|v| *v == Value::Null),
+        _ => false,
+    };
+    empty
+        && !codes.is_empty()
+        && codes
+            .iter()
+            .all(|code| code == graph::code::SERVICE_UNAVAILABLE)
+}
+
+/// The answer to a request the database cannot serve: a cached public
+/// answer past its `max-age` but within the stale-if-error window (marked
+/// by its `Age` and a `Warning: 110`), else 503 `SERVICE_UNAVAILABLE` with
+/// `Retry-After`, without `data`, like any result the server could not
+/// produce (see the 504 of a request past its deadline).
+fn unavailable(
+    app: &AppState,
+    headers: &HeaderMap,
+    cache_key: Option<&[u8; 32]>,
+    request_id: &str,
+    content_type: &'static str,
+    operation: String,
+) -> Response {
+    let stale = cache_key
+        .filter(|_| !app.config.stale_if_error.is_zero())
+        .and_then(|key| app.response_cache.get_stale(key));
+    let (mut response, outcome, codes) = match stale {
+        Some(hit) => {
+            let mut response = cached_response(app, headers, &hit);
+            response.headers_mut().insert(
+                header::WARNING,
+                HeaderValue::from_static("110 - \"Response is Stale\""),
+            );
+            (response, Outcome::Ok, Vec::new())
+        }
+        None => (
+            Problem::unavailable().into_response(request_id, content_type),
+            Outcome::Unavailable,
+            vec![graph::code::SERVICE_UNAVAILABLE.to_string()],
+        ),
+    };
+    response.extensions_mut().insert(Observed {
+        operation,
+        outcome,
+        statements: 0,
+        codes,
+    });
+    response
+}
+
+/// `Cache-Control` as sent: a public answer also tells caches in front how
+/// long they may serve it stale while the server fails (RFC 5861).
+fn cache_control_header(app: &AppState, cache_control: CacheControl) -> String {
+    let window = app.config.stale_if_error.as_secs();
+    match cache_control {
+        CacheControl::Public(_) if window > 0 => {
+            format!("{cache_control}, stale-if-error={window}")
+        }
+        _ => cache_control.to_string(),
+    }
 }
 
 /// `(typename, id)` of each representation an `_entities` request sends:

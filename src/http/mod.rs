@@ -55,6 +55,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Clients' token buckets and requests in flight.
     pub rate_limiter: crate::limits::rate::RateLimiter,
+    /// Whether the other replicas' notices are heard now.
+    pub listening: notices::Listening,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
     pub async fn start(config: Config, store: Store) -> anyhow::Result<AppState> {
         let state = AppState::new(config, store)?;
         if state.store.backend() == Backend::Postgres {
+            state.store.probe_health(&state.config.database_url);
             notices::follow(&state)
                 .await
                 .context("listening for the other replicas' notices")?;
@@ -83,7 +86,11 @@ impl AppState {
             rate_limiter: crate::limits::rate::RateLimiter::new(config.rate_limits.clone()),
             events,
             registry: PersistedQueryRegistry::new(store.clone(), schema.clone(), config.limits),
-            response_cache: response_cache::ResponseCache::new(config.response_cache_bytes),
+            response_cache: response_cache::ResponseCache::new(
+                config.response_cache_bytes,
+                config.stale_if_error,
+            ),
+            listening: Default::default(),
             schema,
             jwt: Arc::new(config.jwt_keys()?),
             store,
@@ -229,31 +236,75 @@ async fn live() -> Json<serde_json::Value> {
 /// How long the readiness probe waits for the database.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The process can serve: the database answers in time (and, for SQLite,
-/// its file is still there: open connections keep reading a deleted file,
-/// but what they write is lost, and a restart would start empty).
+/// The process can serve: the database answers in time, every migration
+/// this binary embeds is applied, and (PostgreSQL) the other replicas'
+/// notices are heard. A 503 names the check that failed:
+/// `{"status":"unavailable","failed":"migrations","reason":"…"}`.
 async fn ready(State(state): State<AppState>) -> Response {
-    let unavailable = |reason: &str| {
-        tracing::warn!(reason, "readiness check failed");
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "unavailable", "database": reason })),
-        )
-            .into_response()
-    };
+    match readiness(&state).await {
+        Ok(()) => Json(serde_json::json!({
+            "status": "ok",
+            "checks": { "database": "ok", "migrations": "ok", "notices": "ok" },
+        }))
+        .into_response(),
+        Err((failed, reason)) => {
+            tracing::warn!(failed, %reason, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({
+                    "status": "unavailable",
+                    "failed": failed,
+                    "reason": reason,
+                })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The first readiness check that fails, and why.
+async fn readiness(state: &AppState) -> Result<(), (&'static str, String)> {
+    let database = |reason: &str| ("database", reason.to_string());
+    // Open connections keep reading a deleted SQLite file, but what they
+    // write is lost, and a restart would start empty.
     if let Some(path) = sqlite_path(&state.config.database_url) {
         if !std::path::Path::new(path).exists() {
-            return unavailable("the SQLite file is gone");
+            return Err(database("the SQLite file is gone"));
         }
+    }
+    if state.store.is_down() {
+        return Err(database("unreachable"));
     }
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Ok(Ok(())) => {}
         Ok(Err(error)) => {
             tracing::warn!(%error, "the database does not answer");
-            unavailable("unreachable")
+            return Err(database("unreachable"));
         }
-        Err(_) => unavailable("no answer in time"),
+        Err(_) => return Err(database("no answer in time")),
     }
+    match tokio::time::timeout(READY_TIMEOUT, state.store.missing_migrations()).await {
+        Ok(Ok(missing)) if missing.is_empty() => {}
+        Ok(Ok(missing)) => {
+            let versions: Vec<String> = missing.iter().map(i64::to_string).collect();
+            return Err((
+                "migrations",
+                format!("not applied: {}", versions.join(", ")),
+            ));
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "reading the applied migrations");
+            return Err(("migrations", "cannot read the applied migrations".into()));
+        }
+        Err(_) => return Err(database("no answer in time")),
+    }
+    if !state.listening.is_listening() {
+        return Err((
+            "notices",
+            "not listening for the other replicas' notices".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The file of a `sqlite://PATH[?options]` URL.

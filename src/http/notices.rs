@@ -5,12 +5,43 @@
 //! and a registry change makes it forget the persisted documents it cached.
 //! The writer's own replica hears its notices too (its purge is then done
 //! twice, harmlessly; its events arrive only this way).
+//!
+//! When the notice connection is lost (PostgreSQL stopped, the connection
+//! cut), notices sent meanwhile are missed: once a new connection listens,
+//! every cached answer and document is dropped. They are kept until then,
+//! so that while the database is down stale-if-error still has answers to
+//! serve (no write commits while it is down, so none is missed), and the
+//! replica reads as not ready (`/health/ready`) until it listens again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use futures::StreamExt;
 
 use super::AppState;
 use crate::store::notices::{self, Heard};
 use crate::store::StoreError;
+
+/// Whether this replica hears the others' notices now.
+#[derive(Clone)]
+pub struct Listening(Arc<AtomicBool>);
+
+impl Default for Listening {
+    fn default() -> Self {
+        // SQLite has no one else to hear: always in step.
+        Listening(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Listening {
+    pub fn is_listening(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, listening: bool) {
+        self.0.store(listening, Ordering::Relaxed);
+    }
+}
 
 /// Starts listening (the LISTEN is in place when this returns, so no write
 /// committed afterwards is missed), then applies notices in a task of its
@@ -42,14 +73,17 @@ fn apply(state: &AppState, heard: Heard) {
                 state.registry.forget();
             }
         }
-        Heard::Reconnecting => {
+        Heard::Lost => {
+            tracing::warn!("the notice connection was lost: listening again");
+            state.listening.set(false);
+        }
+        Heard::Listening => {
             // Notices sent while the connection was down are lost: drop
             // everything they could have purged.
-            tracing::warn!(
-                "the notice connection was lost: forgetting cached answers and documents"
-            );
+            tracing::info!("listening for notices again: forgetting cached answers and documents");
             state.response_cache.purge_all();
             state.registry.forget();
+            state.listening.set(true);
         }
     }
 }

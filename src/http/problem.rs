@@ -19,6 +19,9 @@ pub mod codes {
     pub const TOO_MANY_CONNECTIONS: &str = "TOO_MANY_CONNECTIONS";
 }
 
+/// `Retry-After` of a 503 while the database is unavailable, in seconds.
+pub const RETRY_AFTER_SECONDS: &str = "5";
+
 /// The code of a request refused at the HTTP level, left in the response's
 /// extensions for the metrics.
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +76,18 @@ impl Problem {
     pub fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Problem {
         self.headers.push((name, value));
         self
+    }
+
+    /// The database is unavailable: 503, never cached, with a hint of when
+    /// to retry (what the health probe needs to see it back).
+    pub fn unavailable() -> Problem {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::graph::code::SERVICE_UNAVAILABLE,
+            crate::graph::UNAVAILABLE_MESSAGE,
+        )
+        .with_header(header::RETRY_AFTER, RETRY_AFTER_SECONDS)
+        .no_store()
     }
 
     /// Neither browsers nor CDNs may keep the answer.

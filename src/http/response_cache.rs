@@ -6,6 +6,11 @@
 //! and the cache is bounded in bytes. Each entry is tagged with what its
 //! answer read (`store::tags`); a write purges the entries tagged with what
 //! it changed, at once, on this replica.
+//!
+//! With stale-if-error configured, an entry is kept that much longer than
+//! its `max-age`: [`ResponseCache::get`] no longer hands it out, but
+//! [`ResponseCache::get_stale`] does, for the answer to a request the
+//! database cannot serve (RFC 5861's `stale-if-error`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -35,9 +40,16 @@ impl Cached {
     pub fn age(&self) -> u32 {
         self.stored.elapsed().as_secs().min(u32::MAX as u64) as u32
     }
+
+    fn is_fresh(&self) -> bool {
+        self.stored.elapsed() < Duration::from_secs(self.max_age.into())
+    }
 }
 
-struct PerEntryTtl;
+/// Keeps each entry for its `max-age` and then the stale-if-error window.
+struct PerEntryTtl {
+    stale_for: Duration,
+}
 
 impl moka::Expiry<CacheKey, Arc<Cached>> for PerEntryTtl {
     fn expire_after_create(
@@ -46,7 +58,7 @@ impl moka::Expiry<CacheKey, Arc<Cached>> for PerEntryTtl {
         value: &Arc<Cached>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(Duration::from_secs(value.max_age.into()))
+        Some(Duration::from_secs(value.max_age.into()) + self.stale_for)
     }
 }
 
@@ -59,8 +71,9 @@ pub struct ResponseCache {
 }
 
 impl ResponseCache {
-    /// A cache holding at most `capacity_bytes` of answers.
-    pub fn new(capacity_bytes: u64) -> ResponseCache {
+    /// A cache holding at most `capacity_bytes` of answers, each kept for
+    /// `stale_for` past its `max-age` (zero: not at all).
+    pub fn new(capacity_bytes: u64, stale_for: Duration) -> ResponseCache {
         let by_tag: TagIndex = Default::default();
         let index = by_tag.clone();
         let entries = Cache::builder()
@@ -71,7 +84,7 @@ impl ResponseCache {
                     .unwrap_or(u32::MAX)
             })
             .max_capacity(capacity_bytes)
-            .expire_after(PerEntryTtl)
+            .expire_after(PerEntryTtl { stale_for })
             .eviction_listener(move |key: Arc<CacheKey>, value: Arc<Cached>, _cause| {
                 let mut index = lock(&index);
                 for tag in &value.tags {
@@ -111,7 +124,13 @@ impl ResponseCache {
         hasher.finalize().into()
     }
 
+    /// The answer for `key`, while it is fresh.
     pub fn get(&self, key: &CacheKey) -> Option<Arc<Cached>> {
+        self.entries.get(key).filter(|entry| entry.is_fresh())
+    }
+
+    /// The answer for `key`, fresh or within its stale-if-error window.
+    pub fn get_stale(&self, key: &CacheKey) -> Option<Arc<Cached>> {
         self.entries.get(key)
     }
 
@@ -181,7 +200,7 @@ mod tests {
 
     #[test]
     fn purging_a_tag_drops_exactly_the_entries_that_read_it() {
-        let cache = ResponseCache::new(1 << 20);
+        let cache = ResponseCache::new(1 << 20, Duration::ZERO);
         cache.insert(key("a"), entry(&["product:1", "products"], 60));
         cache.insert(key("b"), entry(&["product:2"], 60));
         assert_eq!(cache.purge(&["product:1".to_string()]), 1);
@@ -220,10 +239,24 @@ mod tests {
 
     #[test]
     fn an_entry_lives_for_its_max_age() {
-        let cache = ResponseCache::new(1 << 20);
+        let cache = ResponseCache::new(1 << 20, Duration::ZERO);
         cache.insert(key("a"), entry(&[], 1));
         assert!(cache.get(&key("a")).is_some());
         std::thread::sleep(Duration::from_millis(1100));
         assert!(cache.get(&key("a")).is_none());
+        assert!(cache.get_stale(&key("a")).is_none());
+    }
+
+    #[test]
+    fn past_its_max_age_an_entry_is_served_only_as_stale_within_the_window() {
+        let cache = ResponseCache::new(1 << 20, Duration::from_secs(1));
+        cache.insert(key("a"), entry(&[], 1));
+        assert!(cache.get(&key("a")).is_some());
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(cache.get(&key("a")).is_none(), "not fresh any more");
+        let stale = cache.get_stale(&key("a")).expect("kept for the window");
+        assert!(stale.age() >= 1);
+        std::thread::sleep(Duration::from_millis(1000));
+        assert!(cache.get_stale(&key("a")).is_none(), "dropped after it");
     }
 }

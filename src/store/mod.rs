@@ -12,6 +12,7 @@
 pub mod batch;
 mod catalog;
 mod customers;
+pub mod health;
 pub mod notices;
 mod orders;
 mod persisted;
@@ -63,6 +64,9 @@ impl Backend {
 pub enum StoreError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database is known to be down (see [`health`]): nothing was sent.
+    #[error("the database is unavailable")]
+    Unavailable,
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("configuration: {0}")]
@@ -73,6 +77,21 @@ pub enum StoreError {
         id: i64,
         problem: String,
     },
+}
+
+impl StoreError {
+    /// Whether the failure is the database's absence (down, or no
+    /// connection free in time), which a client may retry later, rather
+    /// than a fault of the request or of the server.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable => true,
+            StoreError::Database(e) => {
+                health::is_connection_failure(e) || matches!(e, sqlx::Error::PoolTimedOut)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// How the pool opens and uses connections.
@@ -116,6 +135,7 @@ pub struct Store {
     statements: Arc<AtomicUsize>,
     tags: tags::TagLog,
     committed: notices::CommittedEvents,
+    health: health::Health,
 }
 
 impl Store {
@@ -167,6 +187,7 @@ impl Store {
             statements: Arc::new(AtomicUsize::new(0)),
             tags: Default::default(),
             committed: Default::default(),
+            health: Default::default(),
         })
     }
 
@@ -179,6 +200,7 @@ impl Store {
             statements: Arc::new(AtomicUsize::new(0)),
             tags: Default::default(),
             committed: Default::default(),
+            health: self.health.clone(),
         }
     }
 
@@ -196,18 +218,11 @@ impl Store {
         self.statements.load(Ordering::Relaxed)
     }
 
-    /// Applies the migrations that have not run yet.
+    /// Applies the migrations that have not run yet. On PostgreSQL sqlx
+    /// takes an advisory lock first: replicas starting at once migrate one
+    /// after the other.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self.backend {
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
-            // sqlx takes an advisory lock first: replicas starting at once
-            // migrate one after the other.
-            Backend::Postgres => {
-                sqlx::migrate!("migrations/postgres")
-                    .run(&self.pool)
-                    .await?
-            }
-        }
+        self.migrator().run(&self.pool).await?;
         Ok(())
     }
 
@@ -221,10 +236,70 @@ impl Store {
         Ok(row.0 == 0)
     }
 
+    /// Whether the database is known to be down (see [`health`]).
+    pub fn is_down(&self) -> bool {
+        self.health.is_down()
+    }
+
+    /// Starts probing the PostgreSQL database at `url` (nothing on SQLite):
+    /// from then on an outage makes store calls fail at once.
+    pub fn probe_health(&self, url: &str) {
+        if self.backend == Backend::Postgres {
+            self.health.spawn_probe(url.to_string());
+        }
+    }
+
+    /// Runs a database call unless the database is known to be down, and
+    /// gives up on it if the database goes down meanwhile (a call waiting
+    /// for a connection would otherwise wait the whole connect timeout).
+    async fn guarded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        if self.health.is_down() {
+            return Err(StoreError::Unavailable);
+        }
+        tokio::select! {
+            result = call => result.map_err(|error| {
+                self.health.observe(&error);
+                StoreError::Database(error)
+            }),
+            () = self.health.went_down() => Err(StoreError::Unavailable),
+        }
+    }
+
+    /// Opens a transaction (see [`Store::guarded`]).
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        self.guarded(self.pool.begin()).await
+    }
+
     /// Runs a trivial statement: the readiness probe.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let _: (i64,) = self.fetch_one(Sql::new("SELECT 1")).await?;
         Ok(())
+    }
+
+    /// The migrations this binary embeds that the database has not applied
+    /// (successfully): the readiness probe's second question.
+    pub async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let applied: Vec<(i64,)> = self
+            .fetch_all(Sql::new(
+                "SELECT version FROM _sqlx_migrations WHERE success = TRUE",
+            ))
+            .await?;
+        Ok(self
+            .migrator()
+            .iter()
+            .map(|migration| migration.version)
+            .filter(|version| !applied.iter().any(|(applied,)| applied == version))
+            .collect())
+    }
+
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+        }
     }
 
     /// Writes SQLite's write-ahead log back into the main file, so that the
@@ -257,9 +332,8 @@ impl Store {
     {
         self.count_statement();
         let (text, args) = sql.finish();
-        Ok(sqlx::query_as_with(&text, args)
-            .fetch_all(&self.pool)
-            .await?)
+        self.guarded(sqlx::query_as_with(&text, args).fetch_all(&self.pool))
+            .await
     }
 
     pub(crate) async fn fetch_one<T>(&self, sql: Sql) -> Result<T, StoreError>
@@ -268,9 +342,8 @@ impl Store {
     {
         self.count_statement();
         let (text, args) = sql.finish();
-        Ok(sqlx::query_as_with(&text, args)
-            .fetch_one(&self.pool)
-            .await?)
+        self.guarded(sqlx::query_as_with(&text, args).fetch_one(&self.pool))
+            .await
     }
 }
 

@@ -8,6 +8,7 @@
 //! the committed events from the handle and publishes them in process.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -161,42 +162,71 @@ impl Store {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Heard {
     Notice(Notice),
-    /// The connection was lost and is being made again: notices sent
-    /// meanwhile were missed.
-    Reconnecting,
+    /// The connection was lost: notices sent from now on are missed until
+    /// [`Heard::Listening`].
+    Lost,
+    /// After [`Heard::Lost`], a new connection listens again.
+    Listening,
 }
 
+/// How long one attempt to listen again may take (the listener's own pool
+/// would retry a refused connection for 30 s).
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The pause between attempts.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
 /// Listens to every replica's notices on the PostgreSQL database `url`. The
-/// returned stream reconnects by itself after a lost connection (and says
-/// so); it ends only if the listener cannot be used any more.
+/// returned stream says when its connection is lost and when a new one
+/// listens again (retried every second or two for as long as it takes);
+/// it never ends.
 pub async fn listen(url: &str) -> Result<impl Stream<Item = Heard> + Send, StoreError> {
-    let mut listener = PgListener::connect(url).await?;
-    listener.listen(CHANNEL).await?;
-    // A lost connection is made again on the next call, LISTEN included.
-    listener.ignore_pool_close_event(true);
+    let listener = subscribe(url).await?;
     Ok(futures::stream::unfold(
-        listener,
-        |mut listener| async move {
+        (Some(listener), url.to_string()),
+        |(listener, url)| async move {
+            let Some(mut listener) = listener else {
+                loop {
+                    match tokio::time::timeout(RECONNECT_TIMEOUT, subscribe(&url)).await {
+                        Ok(Ok(listener)) => return Some((Heard::Listening, (Some(listener), url))),
+                        Ok(Err(error)) => tracing::debug!(%error, "listening again failed"),
+                        Err(_) => tracing::debug!("listening again took too long"),
+                    }
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                }
+            };
             loop {
                 match listener.try_recv().await {
                     Ok(Some(notification)) => {
                         match serde_json::from_str::<Notice>(notification.payload()) {
-                            Ok(notice) => return Some((Heard::Notice(notice), listener)),
+                            Ok(notice) => {
+                                return Some((Heard::Notice(notice), (Some(listener), url)))
+                            }
                             Err(error) => {
                                 tracing::warn!(%error, "an unreadable notice, ignored");
                             }
                         }
                     }
-                    Ok(None) => return Some((Heard::Reconnecting, listener)),
+                    // The listener is dropped whatever broke: a new one
+                    // starts from a clean connection.
+                    Ok(None) => return Some((Heard::Lost, (None, url))),
                     Err(error) => {
-                        tracing::warn!(%error, "listening for notices failed; retrying in 1 s");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        return Some((Heard::Reconnecting, listener));
+                        tracing::warn!(%error, "listening for notices failed");
+                        return Some((Heard::Lost, (None, url)));
                     }
                 }
             }
         },
     ))
+}
+
+/// A connection that listens on [`CHANNEL`]. It does not reconnect by
+/// itself ([`listen`] makes a new one), so that the moment it listens again
+/// is known.
+async fn subscribe(url: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.eager_reconnect(false);
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ impl Store {
         &self,
         documents: &[PersistedDocumentRow],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let registered_at = now_timestamp();
         for document in documents {
             let mut sql = Sql::new("");
@@ -91,7 +91,7 @@ impl Store {
         }
         self.count_statement();
         let (text, args) = sql.finish();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let removed = sqlx::query_with(&text, args)
             .execute(&mut *tx)
             .await?

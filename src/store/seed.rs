@@ -286,7 +286,7 @@ pub async fn seed(store: &Store, scale: u32) -> Result<SeedReport, StoreError> {
     let orders = 10_000 * scale;
     let mut rng = Rng(0x5EED_C0DE_2026);
     let mut report = SeedReport::default();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin().await?;
 
     let mut insert = Inserter::new(&mut tx, "categories", "id, name, slug");
     for (i, (name, slug)) in CATEGORIES.iter().enumerate() {

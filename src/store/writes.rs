@@ -182,7 +182,7 @@ impl Store {
         lines: &[NewOrderLine],
     ) -> Result<Placed, WriteError> {
         let now = now_timestamp();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
 
         // Claim the key first: the unique (customer_id, idempotency_key)
         // constraint makes a concurrent duplicate wait here, then fail.
@@ -340,7 +340,7 @@ impl Store {
         to: &'static str,
     ) -> Result<(), WriteError> {
         let from = allowed_predecessors(to);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let mut sql = Sql::new("UPDATE orders SET status = ");
         let status = sql.bind(to.to_string());
         let now = sql.bind(now_timestamp());
@@ -426,7 +426,7 @@ impl Store {
             "{} WHERE EXISTS (SELECT 1 FROM products WHERE id = {p}) RETURNING id",
             values.join(", ")
         ));
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let rows: Vec<(i64,)> = self.tx_fetch_all(&mut tx, sql).await?;
         let id = rows
             .into_iter()
@@ -450,7 +450,7 @@ impl Store {
         let now = sql.bind(now_timestamp());
         let id = sql.bind(product_id);
         sql.push(&format!("{c}, updated_at = {now} WHERE id = {id}"));
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         if self.tx_execute(&mut tx, sql).await? == 0 {
             return Err(WriteError::NotFound {
                 what: "product",
@@ -473,7 +473,7 @@ impl Store {
         delta: i64,
     ) -> Result<InventoryRow, WriteError> {
         self.tags.wrote([tags::inventory(product_id)]);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let mut sql = Sql::new("UPDATE inventory SET available = available + ");
         let d = sql.bind(delta);
         let p = sql.bind(product_id);

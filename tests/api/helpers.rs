@@ -174,6 +174,15 @@ impl TestApp {
         }
     }
 
+    /// Runs `sql` on the server's database, as an operator at a SQL prompt.
+    pub async fn execute_sql(&self, sql: &str) {
+        use sqlx::Connection as _;
+        let mut connection = sqlx::AnyConnection::connect(&self.state.config.database_url)
+            .await
+            .unwrap();
+        sqlx::query(sql).execute(&mut connection).await.unwrap();
+    }
+
     /// Shuts the server down as SIGTERM does, and waits until it stopped.
     pub async fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {

@@ -3,6 +3,7 @@
 mod auth;
 mod caching;
 mod cli;
+mod faults;
 mod federation;
 mod graph;
 mod graphiql;

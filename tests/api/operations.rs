@@ -456,6 +456,7 @@ async fn readiness_flips_when_the_database_is_gone() {
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["failed"], "database", "{body}");
     // Liveness is about the process, which is fine.
     let live = format!("{}/health/live", app.url);
     assert_eq!(app.client.get(&live).send().await.unwrap().status(), 200);
