@@ -16,6 +16,7 @@ use crate::helpers::TestApp;
 
 mod legacy;
 mod over_http;
+mod rate_limits;
 mod shutdown;
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;

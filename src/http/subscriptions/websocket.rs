@@ -37,6 +37,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use async_graphql::parser::types::OperationType;
 use async_graphql::ServerError;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, RawQuery, Request, State};
@@ -51,7 +52,8 @@ use tokio::time::Instant;
 use super::{Outcome, ShutdownSignal, SHUTDOWN_FLUSH_LIMIT, SHUTDOWN_QUIET};
 use crate::auth::Viewer;
 use crate::graph::RouterAccess;
-use crate::http::{graphql, AppState};
+use crate::http::{graphql, throttle, AppState};
+use crate::limits::rate::Admission;
 
 /// The subprotocol of the `graphql-ws` library.
 pub const PROTOCOL: &str = "graphql-transport-ws";
@@ -94,6 +96,8 @@ pub async fn get_graphql_or_upgrade(State(app): State<AppState>, request: Reques
 fn accept(app: AppState, ws: WebSocketUpgrade, headers: &HeaderMap) -> HttpResponse {
     let router = graphql::router_access(&app, headers);
     let request_id = graphql::request_id(headers);
+    // Read now: the peer's address is known only while the request is.
+    let payer = throttle::SocketClient::of(&app, headers);
     // Kept for the connection's life: only what its operations need.
     let mut client = HeaderMap::new();
     if let Some(name) = headers.get(graphql::CLIENT_NAME) {
@@ -138,7 +142,9 @@ fn accept(app: AppState, ws: WebSocketUpgrade, headers: &HeaderMap) -> HttpRespo
             client,
             router,
             request_id,
+            payer,
             viewer: None,
+            bucket: None,
             operations: HashMap::new(),
             streams: SelectAll::new(),
         };
@@ -165,8 +171,12 @@ struct Connection {
     client: HeaderMap,
     router: RouterAccess,
     request_id: String,
+    /// Who the client is for the rate limits.
+    payer: throttle::SocketClient,
     /// Who the connection acts for, once `connection_init` was acknowledged.
     viewer: Option<Viewer>,
+    /// The rate-limit bucket its operations pay from, from then on.
+    bucket: Option<Admission>,
     operations: HashMap<String, Operation>,
     streams: SelectAll<Abortable<BoxStream<'static, Output>>>,
 }
@@ -356,6 +366,7 @@ impl Connection {
                     return Flow::Close(4403, "Forbidden".into());
                 };
                 self.viewer = Some(viewer);
+                self.bucket = self.payer.meter(&self.app, &viewer);
                 match self.send(socket, json!({ "type": "connection_ack" })).await {
                     // The legacy protocol's first keepalive follows the ack.
                     Flow::Continue if self.protocol == Protocol::Legacy => {
@@ -500,16 +511,27 @@ impl Connection {
         // The same documents run as over HTTP (POST): persisted ones by id or
         // APQ hash, and in safelist mode registered ones only; variables
         // within the same limits.
-        let request = match graphql::prepare(&self.app, &self.client, payload, &Method::POST).await
-        {
-            Ok(prepared) => prepared.request,
+        let prepared = graphql::prepare(&self.app, &self.client, payload, &Method::POST).await;
+        let classified = prepared.and_then(|mut prepared| {
+            let ty = super::classify(&self.app, &mut prepared)?;
+            Ok((prepared, ty))
+        });
+        let (prepared, ty) = match classified {
+            Ok(classified) => classified,
             Err(problem) => {
                 let errors = super::problem_errors(problem, &self.request_id);
                 return self.refuse(socket, &id, errors).await;
             }
         };
-        let outcomes =
-            super::start(&self.app, request, viewer, self.router, &self.request_id).await;
+        let operation = super::Operation {
+            prepared,
+            subscription: ty == Some(OperationType::Subscription),
+            viewer,
+            router: self.router,
+            // Each operation's own record of what it spent.
+            meter: self.bucket.as_ref().map(Admission::meter),
+        };
+        let outcomes = super::run(&self.app, operation, &self.request_id).await;
         let tag = id.clone();
         let end = id.clone();
         let outputs = outcomes
@@ -541,17 +563,15 @@ impl Connection {
                     .await
             }
             Some(Outcome::Refused(errors)) => self.refuse(socket, &id, errors).await,
-            Some(Outcome::Next(response)) => {
+            Some(Outcome::Next(result)) => {
                 let kind = match self.protocol {
                     Protocol::TransportWs => "next",
                     Protocol::Legacy => "data",
                 };
-                let payload = super::result_json(&response);
-                self.send(
-                    socket,
-                    json!({ "id": id, "type": kind, "payload": payload }),
-                )
-                .await
+                // The result's JSON as rendered once for all its subscribers.
+                let id = serde_json::Value::from(id);
+                let message = format!("{{\"id\":{id},\"type\":\"{kind}\",\"payload\":{result}}}");
+                send(socket, self.write_limit(), Message::Text(message.into())).await
             }
         }
     }
