@@ -7,8 +7,9 @@
 //!
 //! One task per connection owns the socket and every stream of its
 //! operations, so a slow client only slows itself: while its socket does not
-//! take messages, its streams are not polled, and the event bus drops events
-//! for it (it is then told so) instead of making publishers wait.
+//! take messages, its streams are not polled, and the ring of shared results
+//! (see `fanout`) drops results for it (it is then told so) instead of
+//! making the execution, or the publishers, wait.
 //!
 //! Close codes, both protocols: 4401 an operation before `connection_ack`,
 //! 4403 a token that does not verify, 4406 neither subprotocol, 4408 no
@@ -222,7 +223,11 @@ impl Connection {
                 message = socket.recv() => match message {
                     Some(Ok(message)) => {
                         last_heard = Instant::now();
-                        self.receive(&mut socket, message).await
+                        // Boxed: handling a message (a subscribe prepares and
+                        // starts an operation) takes far more state than the
+                        // connection keeps while it waits, and every idle
+                        // connection would hold room for it.
+                        Box::pin(self.receive(&mut socket, message)).await
                     }
                     // Closed by the client, or the transport failed.
                     Some(Err(_)) | None => Flow::Stop,
@@ -247,7 +252,8 @@ impl Connection {
         let flow = match flow {
             Flow::GoingAway => {
                 tracing::debug!("server shutting down: flushing a WebSocket connection");
-                match self.flush(&mut socket).await {
+                // Boxed, as `receive` is: only a shutdown needs its state.
+                match Box::pin(self.flush(&mut socket)).await {
                     Flow::Continue => Flow::Close(1001, "Server shutting down".into()),
                     other => other,
                 }
