@@ -196,7 +196,7 @@ fn with_code(error: &mut ServerError, code: &str) {
 pub const ROUTER_SECRET_REQUIRED: &str = "ROUTER_SECRET_REQUIRED";
 
 /// Whether the request came through the router, as far as the subgraph can tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RouterAccess {
     /// No router secret is configured: anyone may call every field.
     Open,

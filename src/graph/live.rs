@@ -5,6 +5,9 @@
 //! its event arrives, so it is the committed state, never a copy made
 //! before the commit; and a subscriber that missed events (it was too slow)
 //! is told so and sent the current state, which is all it needs to catch up.
+//! Over the server's transports, one execution serves every subscriber of the
+//! same subscription (`http::subscriptions::fanout`), so an event is loaded
+//! once per distinct subscription, not once per subscriber.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -780,7 +780,7 @@ pub(super) fn read_variables(
 pub(super) struct Registration {
     id: String,
     name: Option<String>,
-    cost: u64,
+    pub cost: u64,
 }
 
 /// A request ready to run, with the JSON the response cache keys it by.

@@ -51,6 +51,8 @@ pub struct AppState {
     /// WebSocket connections and HTTP event streams open now (bounded by
     /// the configuration), and the signal that closes them at shutdown.
     pub connections: subscriptions::Connections,
+    /// The subscriptions' executions, each shared by all its subscribers.
+    pub fanout: subscriptions::Fanout,
     /// What the server counts, for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Clients' token buckets and requests in flight.
@@ -82,6 +84,7 @@ impl AppState {
         let schema = graph::build_schema(config.limits, config.posture, events.clone());
         Ok(AppState {
             connections: subscriptions::Connections::new(config.subscriptions.max_connections),
+            fanout: subscriptions::Fanout::new(buffer),
             metrics: crate::metrics::Metrics::new(),
             rate_limiter: crate::limits::rate::RateLimiter::new(config.rate_limits.clone()),
             events,

@@ -47,12 +47,19 @@ pub const RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Who is asking, for the buckets.
 fn identity(app: &AppState, headers: &HeaderMap, viewer: &Viewer) -> String {
+    signed_in(viewer).unwrap_or_else(|| unsigned(app, headers))
+}
+
+/// The client a token names: a customer, or the operator.
+fn signed_in(viewer: &Viewer) -> Option<String> {
     if let Some(id) = viewer.customer_id {
-        return format!("customer:{id}");
+        return Some(format!("customer:{id}"));
     }
-    if viewer.admin {
-        return "operator".to_string();
-    }
+    viewer.admin.then(|| "operator".to_string())
+}
+
+/// The client of a request without a token: its API key, else its address.
+fn unsigned(app: &AppState, headers: &HeaderMap) -> String {
     if let Some(header) = &app.config.rate_limits.api_key_header {
         if let Some(key) = headers.get(header.as_str()) {
             // Only a digest is kept in memory.
@@ -92,16 +99,55 @@ pub fn admit(
     if !limits.enabled {
         return Ok(None);
     }
-    let client_name = headers
-        .get(CLIENT_NAME)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let tier = limits.tier(client_name, viewer.is_authenticated(), viewer.admin);
+    let tier = limits.tier(
+        client_name(headers),
+        viewer.is_authenticated(),
+        viewer.admin,
+    );
     let client = identity(app, headers, viewer);
     app.rate_limiter
         .admit(&client, tier.clone())
         .map(Some)
         .map_err(|throttled| (tier, throttled))
+}
+
+fn client_name(headers: &HeaderMap) -> &str {
+    headers
+        .get(CLIENT_NAME)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The client of a WebSocket, as far as its upgrade request tells: read
+/// while the request is handled (the peer's address is known only then),
+/// completed by the viewer `connection_init` names.
+#[derive(Clone, Debug)]
+pub struct SocketClient {
+    /// Who the client is when no token names it.
+    unsigned: String,
+    /// Its `apollographql-client-name`, which may choose its tier.
+    name: String,
+}
+
+impl SocketClient {
+    pub fn of(app: &AppState, headers: &HeaderMap) -> SocketClient {
+        SocketClient {
+            unsigned: unsigned(app, headers),
+            name: client_name(headers).to_string(),
+        }
+    }
+
+    /// The bucket the connection's operations pay from, for `viewer`;
+    /// `None` when rate limiting is off.
+    pub fn meter(&self, app: &AppState, viewer: &Viewer) -> Option<Admission> {
+        let limits = app.rate_limiter.limits();
+        if !limits.enabled {
+            return None;
+        }
+        let tier = limits.tier(&self.name, viewer.is_authenticated(), viewer.admin);
+        let client = signed_in(viewer).unwrap_or_else(|| self.unsigned.clone());
+        Some(app.rate_limiter.meter(&client, tier))
+    }
 }
 
 /// The refusal: 429, `Retry-After` (when waiting can help), the bucket in
@@ -113,11 +159,28 @@ pub fn refusal(
     request_id: &str,
     content_type: &'static str,
 ) -> Response {
+    let mut response = problem(app, tier, throttled).into_response(request_id, content_type);
+    let headers = response.headers_mut();
+    if let Some(wait) = throttled.retry_after() {
+        headers.insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from(whole_seconds(wait)),
+        );
+    }
+    add_headers(headers, tier, &throttled.status());
+    response
+}
+
+/// The refusal as a problem (counted and logged): `RATE_LIMITED`, when to
+/// retry (`retryAfter`, in seconds, when waiting can help) and the bucket
+/// (`throttleStatus`). HTTP answers it with 429; a subscription over a
+/// stream gets it as the error of that subscription.
+pub fn problem(app: &AppState, tier: &Tier, throttled: &Throttled) -> Problem {
     app.metrics.rate_limited(&tier.name, throttled.reason());
     tracing::info!(
         tier = %tier.name,
         reason = throttled.reason(),
-        "request refused: over the client's rate limit"
+        "refused: over the client's rate limit"
     );
     let mut problem = Problem::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -133,16 +196,7 @@ pub fn refusal(
     problem
         .details
         .push(("throttleStatus", throttle_status_json(&throttled.status())));
-    let mut response = problem.into_response(request_id, content_type);
-    let headers = response.headers_mut();
-    if let Some(wait) = throttled.retry_after() {
-        headers.insert(
-            axum::http::header::RETRY_AFTER,
-            HeaderValue::from(whole_seconds(wait)),
-        );
-    }
-    add_headers(headers, tier, &throttled.status());
-    response
+    problem
 }
 
 /// The IETF draft fields (draft-ietf-httpapi-ratelimit-headers): the policy

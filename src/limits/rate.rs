@@ -341,21 +341,14 @@ impl RateLimiter {
     /// than its most requests in flight. The admission counts it as in flight
     /// until dropped.
     pub fn admit(&self, client: &str, tier: Tier) -> Result<Admission, Throttled> {
-        let now = (self.clock)();
-        let state = self
-            .clients
-            .get_with(format!("{}|{client}", tier.name), || {
-                Arc::new(ClientState {
-                    bucket: Mutex::new(Bucket::full(&tier.limits, now)),
-                    in_flight: AtomicUsize::new(0),
-                })
-            });
+        let state = self.client(client, &tier);
         let before = state.in_flight.fetch_add(1, Ordering::AcqRel);
         let admission = Admission(Arc::new(AdmissionInner {
             state,
             tier,
             clock: self.clock.clone(),
             spent: Mutex::new(None),
+            in_flight: true,
         }));
         if before >= admission.0.tier.limits.max_concurrent {
             let status = admission.status();
@@ -366,9 +359,34 @@ impl RateLimiter {
         }
         Ok(admission)
     }
+
+    /// The bucket of `client` (in `tier`) for an operation that is not a
+    /// request in flight: a subscription, which may stay open for hours,
+    /// pays its cost but does not count against the concurrency bound.
+    pub fn meter(&self, client: &str, tier: Tier) -> Admission {
+        Admission(Arc::new(AdmissionInner {
+            state: self.client(client, &tier),
+            tier,
+            clock: self.clock.clone(),
+            spent: Mutex::new(None),
+            in_flight: false,
+        }))
+    }
+
+    fn client(&self, client: &str, tier: &Tier) -> Arc<ClientState> {
+        let now = (self.clock)();
+        self.clients
+            .get_with(format!("{}|{client}", tier.name), || {
+                Arc::new(ClientState {
+                    bucket: Mutex::new(Bucket::full(&tier.limits, now)),
+                    in_flight: AtomicUsize::new(0),
+                })
+            })
+    }
 }
 
-/// A request let in. Cheap to clone; in flight until the last clone is dropped.
+/// A request let in (in flight until the last clone is dropped), or a
+/// subscription's [`RateLimiter::meter`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Admission(Arc<AdmissionInner>);
 
@@ -376,13 +394,18 @@ struct AdmissionInner {
     state: Arc<ClientState>,
     tier: Tier,
     clock: Clock,
-    /// What spending the request's cost gave, once it was spent.
-    spent: Mutex<Option<Result<ThrottleStatus, Throttled>>>,
+    /// What spending the request's cost gave, once it was spent: the cost
+    /// and the outcome.
+    spent: Mutex<Option<(u64, Result<ThrottleStatus, Throttled>)>>,
+    /// Counted among the client's requests in flight.
+    in_flight: bool,
 }
 
 impl Drop for AdmissionInner {
     fn drop(&mut self) {
-        self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.in_flight {
+            self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -398,14 +421,32 @@ impl Admission {
     /// Spends the request's cost (at least 1: every request costs something).
     pub fn spend(&self, cost: u64) -> Result<ThrottleStatus, Throttled> {
         let limits = self.0.tier.limits;
-        let result = lock(&self.0.state.bucket).spend(&limits, cost.max(1), (self.0.clock)());
-        *lock(&self.0.spent) = Some(result);
+        let cost = cost.max(1);
+        let result = lock(&self.0.state.bucket).spend(&limits, cost, (self.0.clock)());
+        *lock(&self.0.spent) = Some((cost, result));
         result
     }
 
     /// What [`Admission::spend`] gave, if the cost was spent.
     pub fn spent(&self) -> Option<Result<ThrottleStatus, Throttled>> {
-        *lock(&self.0.spent)
+        lock(&self.0.spent).map(|(_, result)| result)
+    }
+
+    /// The cost [`Admission::spend`] was asked for, if it was.
+    pub fn cost(&self) -> Option<u64> {
+        lock(&self.0.spent).map(|(cost, _)| cost)
+    }
+
+    /// The same client's bucket for an operation that is not in flight
+    /// (see [`RateLimiter::meter`]).
+    pub fn meter(&self) -> Admission {
+        Admission(Arc::new(AdmissionInner {
+            state: self.0.state.clone(),
+            tier: self.0.tier.clone(),
+            clock: self.0.clock.clone(),
+            spent: Mutex::new(None),
+            in_flight: false,
+        }))
     }
 
     /// The bucket now.
@@ -486,6 +527,14 @@ mod tests {
         // A zero-cost request still costs a point.
         *lock(&now) += Duration::from_millis(100);
         assert_eq!(a.spend(0).unwrap().currently_available, 0);
+        assert_eq!(a.cost(), Some(1));
+        // Subscriptions pay from the same bucket without being in flight.
+        let held: Vec<_> = (0..5)
+            .map(|_| limiter.meter("ip:a", tier.clone()))
+            .collect();
+        assert!(held[0].spend(1).is_err());
+        let _second = limiter.admit("ip:a", tier.clone()).unwrap();
+        assert!(a.meter().spend(1).is_err());
     }
 
     #[test]

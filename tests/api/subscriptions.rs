@@ -16,6 +16,7 @@ use crate::helpers::TestApp;
 
 mod legacy;
 mod over_http;
+mod rate_limits;
 mod shutdown;
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -85,9 +86,9 @@ pub(crate) async fn next_within(socket: &mut Socket, wait: Duration) -> Option<V
 }
 
 pub(crate) async fn next(socket: &mut Socket) -> Value {
-    next_within(socket, Duration::from_secs(10))
+    next_within(socket, Duration::from_secs(30))
         .await
-        .expect("a message within 10 s")
+        .expect("a message within 30 s")
 }
 
 /// The close code the server ends the socket with.
@@ -411,6 +412,9 @@ async fn connections_and_subscriptions_per_connection_are_bounded() {
 #[tokio::test]
 async fn a_thousand_subscribers_of_one_product_all_get_one_price_change() {
     const SUBSCRIBERS: usize = 1000;
+    // Waits are generous: the machine may be busy with other builds, and
+    // only what arrives is asserted, never how fast.
+    const PATIENCE: Duration = Duration::from_secs(120);
     let app = TestApp::spawn().await;
     let sockets = futures::stream::iter(0..SUBSCRIBERS)
         .map(|_| async {
@@ -422,20 +426,40 @@ async fn a_thousand_subscribers_of_one_product_all_get_one_price_change() {
         .buffer_unordered(50)
         .collect::<Vec<_>>()
         .await;
+    // Anonymous viewers of one product share one execution.
+    assert_eq!(app.state.fanout.executions(), 1);
 
     set_price(&app, "9", 777).await;
 
     let received = futures::future::join_all(sockets.into_iter().map(|mut socket| async move {
-        let message = next(&mut socket).await;
-        let one = message["payload"]["data"]["productUpdated"]["price"]["cents"] == 777;
-        // Exactly one: nothing else follows.
-        let nothing_else = next_within(&mut socket, Duration::from_millis(200))
-            .await
-            .is_none();
-        one && nothing_else
+        let message = next_within(&mut socket, PATIENCE).await;
+        let one = message.as_ref().is_some_and(|message| {
+            message["id"] == "p"
+                && message["payload"]["data"]["productUpdated"]["price"]["cents"] == 777
+        });
+        // Exactly one: nothing else follows (waiting longer could only
+        // make this fail for a real extra message).
+        let after = next_within(&mut socket, Duration::from_millis(200)).await;
+        (one && after.is_none())
+            .then_some(socket)
+            .ok_or((message, after))
     }))
     .await;
-    assert_eq!(received.iter().filter(|&&ok| ok).count(), SUBSCRIBERS);
+    let failed: Vec<_> = received.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {SUBSCRIBERS} subscribers did not get exactly the one event; first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+
+    // The last subscriber leaving ends the shared execution.
+    drop(received);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while app.state.fanout.executions() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.state.fanout.executions(), 0);
 }
 
 #[tokio::test]

@@ -4,10 +4,13 @@
 //! ([`over_http`]).
 //!
 //! What the transports share lives here: the bound on open connections, the
-//! shutdown signal every connection watches, and [`start`], which runs one
-//! operation and tells a refusal before execution (parse, validation,
-//! limits) from its results, so each transport only frames them.
+//! shutdown signal every connection watches, and [`run`], which runs one
+//! operation (a subscription shared with every subscriber of the same one,
+//! see [`fanout`]), spends its cost from the client's bucket, and tells a
+//! refusal before execution (parse, validation, limits, rate limit) from its
+//! results, rendered to JSON, so each transport only frames them.
 
+mod fanout;
 pub mod over_http;
 pub mod websocket;
 
@@ -15,16 +18,19 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use async_graphql::parser::types::OperationType;
 use async_graphql::{Response, ServerError, Value};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::problem::Problem;
-use super::AppState;
+use super::{graphql, throttle, AppState};
 use crate::auth::Viewer;
-use crate::graph::{self, RouterAccess};
+use crate::graph::{self, ApiError, RouterAccess};
+use crate::limits::rate::{Admission, Throttled};
 
+pub use fanout::Fanout;
 pub use websocket::get_graphql_or_upgrade;
 
 /// The error code of a subscription refused for the per-connection bound.
@@ -103,24 +109,103 @@ impl ShutdownSignal {
 
 /// What one operation yields, as transports send it.
 pub(super) enum Outcome {
-    /// Refused before execution (parse, validation, limits, safelist): no
-    /// result follows.
+    /// Refused before execution (parse, validation, limits, safelist, rate
+    /// limit): no result follows.
     Refused(Vec<ServerError>),
-    /// A result (of a query once, of a subscription per event).
-    Next(Response),
+    /// A result (of a query once, of a subscription per event), as JSON.
+    Next(Arc<str>),
 }
 
-/// Runs `request` for `viewer` as a stream of [`Outcome`]s, every error
-/// with a code and the request id. The stream is polled once here: a
-/// subscription field subscribes to its topic before its first await, so
-/// once `start` returns, events published are seen.
-pub(super) async fn start(
+/// One operation a client sent, ready to run.
+pub(super) struct Operation {
+    pub prepared: graphql::Prepared,
+    /// It is a subscription (see [`classify`]): only those are shared.
+    pub subscription: bool,
+    pub viewer: Viewer,
+    pub router: RouterAccess,
+    /// The client's bucket, which pays for the operation.
+    pub meter: Option<Admission>,
+}
+
+/// Measures an unregistered document's text against the limits (before
+/// anything parses it: a registered one was measured at registration), and
+/// tells which kind of operation it would run. A document that does not
+/// parse is reported by execution, with its code.
+pub(super) fn classify(
     app: &AppState,
-    request: async_graphql::Request,
-    viewer: Viewer,
-    router: RouterAccess,
+    prepared: &mut graphql::Prepared,
+) -> Result<Option<OperationType>, Problem> {
+    if prepared.registered.is_none() {
+        app.config
+            .limits
+            .check_text(&prepared.request.query)
+            .map_err(|exceeded| Problem::exceeded(&exceeded))?;
+        prepared.request.data.insert(graph::TextChecked);
+    }
+    let name = prepared.request.operation_name.clone();
+    Ok(prepared
+        .request
+        .parsed_query()
+        .ok()
+        .and_then(|document| graphql::operation_type(document, name.as_deref())))
+}
+
+/// Runs `operation` as a stream of [`Outcome`]s, every error with a code
+/// and the request id. A subscription that another subscriber already runs
+/// for the same viewer is joined, and pays what its first subscriber paid;
+/// any other operation runs here, and pays its measured cost (a registered
+/// document its registered cost, before it runs). A subscription is in
+/// place once `run` returns: its execution was polled once, and a
+/// subscription field subscribes to its topic before its first await.
+pub(super) async fn run(
+    app: &AppState,
+    operation: Operation,
     request_id: &str,
 ) -> BoxStream<'static, Outcome> {
+    let Operation {
+        prepared,
+        subscription,
+        viewer,
+        router,
+        meter,
+    } = operation;
+    let graphql::Prepared {
+        mut request,
+        variables,
+        extensions,
+        registered,
+        ..
+    } = prepared;
+    let registered_cost = registered.as_ref().map(|registered| registered.cost);
+    let key = subscription.then(|| fanout::Key {
+        query: request.query.clone(),
+        operation_name: request.operation_name.clone(),
+        variables: variables.to_string(),
+        extensions: extensions.to_string(),
+        registered: registered_cost.is_some(),
+        viewer,
+        router,
+    });
+    if let Some((member, cost)) = key.as_ref().and_then(|key| app.fanout.join(key)) {
+        if let Some(meter) = &meter {
+            if let Err(throttled) = meter.spend(cost.unwrap_or(1)) {
+                return refused(rate_limited(app, meter, &throttled, request_id));
+            }
+        }
+        return shared(member, request_id);
+    }
+    if let Some(meter) = &meter {
+        match registered_cost {
+            // A registered document's cost is known: paid before it runs.
+            Some(cost) => {
+                if let Err(throttled) = meter.spend(cost) {
+                    return refused(rate_limited(app, meter, &throttled, request_id));
+                }
+            }
+            // Any other is paid once measured (see `graph::conventions`).
+            None => request = request.data(meter.clone()),
+        }
+    }
     let (request, scope) = graph::RequestScope::new(
         request.data(graph::Streamed),
         &app.store,
@@ -133,30 +218,131 @@ pub(super) async fn start(
     let started = scope.started.clone();
     let mut stream = app.schema.execute_stream(request);
     let first = match futures::poll!(stream.next()) {
-        Poll::Ready(Some(response)) => Some(response),
-        Poll::Ready(None) | Poll::Pending => None,
+        Poll::Pending => {
+            if let Some(key) = key {
+                // In place and waiting for events: shared from now on.
+                let cost = registered_cost.or_else(|| meter.as_ref().and_then(Admission::cost));
+                let results = stream
+                    .map(move |mut response| {
+                        started.assign_missing_codes(&mut response);
+                        fanout::Rendered {
+                            errors: !response.errors.is_empty(),
+                            json: render(&response),
+                        }
+                    })
+                    .boxed();
+                return shared(app.fanout.lead(key, results, cost), request_id);
+            }
+            None
+        }
+        Poll::Ready(first) => first,
     };
-    let request_id = request_id.to_string();
-    let mut answered = false;
-    futures::stream::iter(first)
-        .chain(stream)
-        .map(move |mut response| {
+    match first {
+        Some(mut response) if !started.get() && !response.errors.is_empty() => {
             started.assign_missing_codes(&mut response);
-            for error in &mut response.errors {
-                error
-                    .extensions
-                    .get_or_insert_with(Default::default)
-                    .set("requestId", request_id.as_str());
-            }
-            let refused = !answered && !started.get() && !response.errors.is_empty();
-            answered = true;
-            if refused {
-                Outcome::Refused(std::mem::take(&mut response.errors))
-            } else {
-                Outcome::Next(response)
-            }
+            let throttled = meter
+                .as_ref()
+                .and_then(|meter| Some((meter, meter.spent()?.err()?)));
+            refused(match throttled {
+                Some((meter, throttled)) => rate_limited(app, meter, &throttled, request_id),
+                None => with_request_id(response.errors, request_id),
+            })
+        }
+        first => {
+            let first = first.map(|response| own(response, &started, request_id));
+            futures::stream::iter(first)
+                .chain(own_results(stream, started, request_id))
+                .boxed()
+        }
+    }
+}
+
+/// The results of an execution of one subscriber's own.
+fn own_results(
+    stream: impl futures::Stream<Item = Response> + Send + 'static,
+    started: graph::ExecutionStarted,
+    request_id: &str,
+) -> BoxStream<'static, Outcome> {
+    let request_id = request_id.to_string();
+    stream
+        .map(move |response| own(response, &started, &request_id))
+        .boxed()
+}
+
+fn own(mut response: Response, started: &graph::ExecutionStarted, request_id: &str) -> Outcome {
+    started.assign_missing_codes(&mut response);
+    response.errors = with_request_id(std::mem::take(&mut response.errors), request_id);
+    Outcome::Next(render(&response))
+}
+
+/// The results of a shared execution as one subscriber receives them: the
+/// shared JSON, or, when it carries errors, a copy with this subscriber's
+/// request id in them.
+fn shared(member: fanout::Member, request_id: &str) -> BoxStream<'static, Outcome> {
+    let request_id = request_id.to_string();
+    member
+        .into_stream()
+        .flat_map(move |received| {
+            let outcomes = match received {
+                fanout::Received::Result(result) => vec![personal(result, &request_id)],
+                fanout::Received::Dropped { missed, latest } => {
+                    let error: async_graphql::Error = ApiError::EventsDropped { missed }.into();
+                    let mut told = ServerError::new(error.message, None);
+                    told.extensions = error.extensions;
+                    let told = Response::from_errors(with_request_id(vec![told], &request_id));
+                    std::iter::once(Outcome::Next(render(&told)))
+                        .chain(latest.map(|latest| personal(latest, &request_id)))
+                        .collect()
+                }
+            };
+            futures::stream::iter(outcomes)
         })
         .boxed()
+}
+
+fn personal(result: fanout::Rendered, request_id: &str) -> Outcome {
+    if !result.errors {
+        return Outcome::Next(result.json);
+    }
+    let Ok(mut json) = serde_json::from_str::<serde_json::Value>(&result.json) else {
+        return Outcome::Next(result.json);
+    };
+    if let Some(errors) = json.get_mut("errors").and_then(|e| e.as_array_mut()) {
+        for error in errors.iter_mut().filter_map(|e| e.as_object_mut()) {
+            let extensions = error
+                .entry("extensions")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(extensions) = extensions.as_object_mut() {
+                extensions.insert("requestId".into(), request_id.into());
+            }
+        }
+    }
+    Outcome::Next(json.to_string().into())
+}
+
+fn refused(errors: Vec<ServerError>) -> BoxStream<'static, Outcome> {
+    futures::stream::iter([Outcome::Refused(errors)]).boxed()
+}
+
+fn with_request_id(mut errors: Vec<ServerError>, request_id: &str) -> Vec<ServerError> {
+    for error in &mut errors {
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("requestId", request_id);
+    }
+    errors
+}
+
+/// The error refusing an operation over its client's rate limit, with
+/// when to retry and the bucket.
+fn rate_limited(
+    app: &AppState,
+    meter: &Admission,
+    throttled: &Throttled,
+    request_id: &str,
+) -> Vec<ServerError> {
+    problem_errors(throttle::problem(app, meter.tier(), throttled), request_id)
 }
 
 /// A refusal of the HTTP layer (the document, its variables, the safelist)
@@ -189,10 +375,13 @@ pub(super) fn too_many_subscriptions(max: usize, request_id: &str) -> Vec<Server
 
 /// A result as JSON; one that cannot be serialized becomes an internal
 /// error rather than nothing.
-pub(super) fn result_json(response: &Response) -> serde_json::Value {
-    serde_json::to_value(response).unwrap_or_else(|error| {
-        tracing::error!(%error, "a result that does not serialize");
-        serde_json::json!({ "errors": [{ "message": "Internal server error",
-            "extensions": { "code": graph::code::INTERNAL_SERVER_ERROR } }] })
-    })
+fn render(response: &Response) -> Arc<str> {
+    serde_json::to_string(response)
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "a result that does not serialize");
+            serde_json::json!({ "errors": [{ "message": "Internal server error",
+                "extensions": { "code": graph::code::INTERNAL_SERVER_ERROR } }] })
+            .to_string()
+        })
+        .into()
 }

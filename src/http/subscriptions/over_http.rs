@@ -41,6 +41,7 @@ use super::{Outcome, ShutdownSignal, SHUTDOWN_FLUSH_LIMIT, SHUTDOWN_QUIET};
 use crate::http::graphql::{self, MediaType, Params};
 use crate::http::problem::{codes, Problem};
 use crate::http::AppState;
+use crate::limits::rate::Admission;
 
 /// The longest pause between two heartbeats.
 const MAX_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -109,7 +110,7 @@ impl Transport {
         }
     }
 
-    fn part(self, json: &serde_json::Value) -> String {
+    fn part(self, json: &impl std::fmt::Display) -> String {
         match self {
             Transport::Multipart => {
                 format!(
@@ -120,10 +121,10 @@ impl Transport {
         }
     }
 
-    fn result(self, response: &async_graphql::Response) -> String {
-        let result = super::result_json(response);
+    /// A result (its JSON as rendered once for all its subscribers).
+    fn result(self, result: &str) -> String {
         match self {
-            Transport::Multipart => self.part(&json!({ "payload": result })),
+            Transport::Multipart => self.part(&format_args!("{{\"payload\":{result}}}")),
             Transport::Sse => self.part(&result),
         }
     }
@@ -193,30 +194,19 @@ pub(in crate::http) async fn execute(
     };
     // Which kind of operation it is decides the transport: the text is
     // measured before it is parsed, as for a GET (and as execution would).
-    let registered = prepared
-        .request
-        .data
-        .get(&std::any::TypeId::of::<crate::graph::Vetted>())
-        .is_some();
-    if !registered {
-        if let Err(exceeded) = app.config.limits.check_text(&prepared.request.query) {
-            let errors = super::problem_errors(Problem::exceeded(&exceeded), request_id);
-            return refused(transport, &errors);
-        }
-        prepared.request = prepared.request.data(crate::graph::TextChecked);
-    }
-    let operation_name = prepared.request.operation_name.clone();
-    let ty = prepared
-        .request
-        .parsed_query()
-        .ok()
-        .and_then(|document| graphql::operation_type(document, operation_name.as_deref()));
-    if let (Some(media), false) = (media, ty == Some(OperationType::Subscription)) {
+    let ty = match super::classify(app, &mut prepared) {
+        Ok(ty) => ty,
+        Err(problem) => return refused(transport, &super::problem_errors(problem, request_id)),
+    };
+    let subscription = ty == Some(OperationType::Subscription);
+    if let (Some(media), false) = (media, subscription) {
         return graphql::respond(app, headers, caller, prepared, media, request_id).await;
     }
-    // A stream is not a request in flight for the rate limiter: like a
-    // WebSocket, it may stay open for hours.
+    // A stream is not a request in flight for the rate limiter (like a
+    // WebSocket, it may stay open for hours), but it pays for its operation
+    // from the same bucket.
     let graphql::Caller { viewer, admission } = caller;
+    let meter = admission.as_ref().map(Admission::meter);
     drop(admission);
     let Some(permit) = app.connections.try_open() else {
         tracing::warn!("event stream refused: at the configured maximum of connections");
@@ -228,8 +218,14 @@ pub(in crate::http) async fn execute(
         .with_header(header::RETRY_AFTER, "5")
         .into_response(request_id, problem_type);
     };
-    let router = graphql::router_access(app, headers);
-    let outcomes = super::start(app, prepared.request, viewer, router, request_id).await;
+    let operation = super::Operation {
+        prepared,
+        subscription,
+        viewer,
+        router: graphql::router_access(app, headers),
+        meter,
+    };
+    let outcomes = super::run(app, operation, request_id).await;
     let period = app.config.subscriptions.keepalive.min(MAX_HEARTBEAT);
     let feed = Feed {
         transport,
@@ -307,7 +303,7 @@ impl Feed {
                 Some(self.flush().await)
             }
             outcome = self.outcomes.next() => match outcome {
-                Some(Outcome::Next(response)) => Some(transport.result(&response)),
+                Some(Outcome::Next(result)) => Some(transport.result(&result)),
                 Some(Outcome::Refused(errors)) => {
                     self.phase = Phase::Done;
                     Some(transport.refusal(&errors))
@@ -330,7 +326,7 @@ impl Feed {
         loop {
             let until = (Instant::now() + SHUTDOWN_QUIET).min(limit);
             match tokio::time::timeout_at(until, self.outcomes.next()).await {
-                Ok(Some(Outcome::Next(response))) => chunk += &transport.result(&response),
+                Ok(Some(Outcome::Next(result))) => chunk += &transport.result(&result),
                 Ok(Some(Outcome::Refused(errors))) => return chunk + &transport.refusal(&errors),
                 Ok(None) => return chunk + transport.complete(),
                 Err(_) => return chunk + &transport.going_away(&self.request_id),

@@ -7,8 +7,9 @@
 //!
 //! One task per connection owns the socket and every stream of its
 //! operations, so a slow client only slows itself: while its socket does not
-//! take messages, its streams are not polled, and the event bus drops events
-//! for it (it is then told so) instead of making publishers wait.
+//! take messages, its streams are not polled, and the ring of shared results
+//! (see `fanout`) drops results for it (it is then told so) instead of
+//! making the execution, or the publishers, wait.
 //!
 //! Close codes, both protocols: 4401 an operation before `connection_ack`,
 //! 4403 a token that does not verify, 4406 neither subprotocol, 4408 no
@@ -37,6 +38,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use async_graphql::parser::types::OperationType;
 use async_graphql::ServerError;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, RawQuery, Request, State};
@@ -51,7 +53,8 @@ use tokio::time::Instant;
 use super::{Outcome, ShutdownSignal, SHUTDOWN_FLUSH_LIMIT, SHUTDOWN_QUIET};
 use crate::auth::Viewer;
 use crate::graph::RouterAccess;
-use crate::http::{graphql, AppState};
+use crate::http::{graphql, throttle, AppState};
+use crate::limits::rate::Admission;
 
 /// The subprotocol of the `graphql-ws` library.
 pub const PROTOCOL: &str = "graphql-transport-ws";
@@ -94,6 +97,8 @@ pub async fn get_graphql_or_upgrade(State(app): State<AppState>, request: Reques
 fn accept(app: AppState, ws: WebSocketUpgrade, headers: &HeaderMap) -> HttpResponse {
     let router = graphql::router_access(&app, headers);
     let request_id = graphql::request_id(headers);
+    // Read now: the peer's address is known only while the request is.
+    let payer = throttle::SocketClient::of(&app, headers);
     // Kept for the connection's life: only what its operations need.
     let mut client = HeaderMap::new();
     if let Some(name) = headers.get(graphql::CLIENT_NAME) {
@@ -138,7 +143,9 @@ fn accept(app: AppState, ws: WebSocketUpgrade, headers: &HeaderMap) -> HttpRespo
             client,
             router,
             request_id,
+            payer,
             viewer: None,
+            bucket: None,
             operations: HashMap::new(),
             streams: SelectAll::new(),
         };
@@ -165,8 +172,12 @@ struct Connection {
     client: HeaderMap,
     router: RouterAccess,
     request_id: String,
+    /// Who the client is for the rate limits.
+    payer: throttle::SocketClient,
     /// Who the connection acts for, once `connection_init` was acknowledged.
     viewer: Option<Viewer>,
+    /// The rate-limit bucket its operations pay from, from then on.
+    bucket: Option<Admission>,
     operations: HashMap<String, Operation>,
     streams: SelectAll<Abortable<BoxStream<'static, Output>>>,
 }
@@ -212,7 +223,11 @@ impl Connection {
                 message = socket.recv() => match message {
                     Some(Ok(message)) => {
                         last_heard = Instant::now();
-                        self.receive(&mut socket, message).await
+                        // Boxed: handling a message (a subscribe prepares and
+                        // starts an operation) takes far more state than the
+                        // connection keeps while it waits, and every idle
+                        // connection would hold room for it.
+                        Box::pin(self.receive(&mut socket, message)).await
                     }
                     // Closed by the client, or the transport failed.
                     Some(Err(_)) | None => Flow::Stop,
@@ -237,7 +252,8 @@ impl Connection {
         let flow = match flow {
             Flow::GoingAway => {
                 tracing::debug!("server shutting down: flushing a WebSocket connection");
-                match self.flush(&mut socket).await {
+                // Boxed, as `receive` is: only a shutdown needs its state.
+                match Box::pin(self.flush(&mut socket)).await {
                     Flow::Continue => Flow::Close(1001, "Server shutting down".into()),
                     other => other,
                 }
@@ -356,6 +372,7 @@ impl Connection {
                     return Flow::Close(4403, "Forbidden".into());
                 };
                 self.viewer = Some(viewer);
+                self.bucket = self.payer.meter(&self.app, &viewer);
                 match self.send(socket, json!({ "type": "connection_ack" })).await {
                     // The legacy protocol's first keepalive follows the ack.
                     Flow::Continue if self.protocol == Protocol::Legacy => {
@@ -500,16 +517,27 @@ impl Connection {
         // The same documents run as over HTTP (POST): persisted ones by id or
         // APQ hash, and in safelist mode registered ones only; variables
         // within the same limits.
-        let request = match graphql::prepare(&self.app, &self.client, payload, &Method::POST).await
-        {
-            Ok(prepared) => prepared.request,
+        let prepared = graphql::prepare(&self.app, &self.client, payload, &Method::POST).await;
+        let classified = prepared.and_then(|mut prepared| {
+            let ty = super::classify(&self.app, &mut prepared)?;
+            Ok((prepared, ty))
+        });
+        let (prepared, ty) = match classified {
+            Ok(classified) => classified,
             Err(problem) => {
                 let errors = super::problem_errors(problem, &self.request_id);
                 return self.refuse(socket, &id, errors).await;
             }
         };
-        let outcomes =
-            super::start(&self.app, request, viewer, self.router, &self.request_id).await;
+        let operation = super::Operation {
+            prepared,
+            subscription: ty == Some(OperationType::Subscription),
+            viewer,
+            router: self.router,
+            // Each operation's own record of what it spent.
+            meter: self.bucket.as_ref().map(Admission::meter),
+        };
+        let outcomes = super::run(&self.app, operation, &self.request_id).await;
         let tag = id.clone();
         let end = id.clone();
         let outputs = outcomes
@@ -541,17 +569,15 @@ impl Connection {
                     .await
             }
             Some(Outcome::Refused(errors)) => self.refuse(socket, &id, errors).await,
-            Some(Outcome::Next(response)) => {
+            Some(Outcome::Next(result)) => {
                 let kind = match self.protocol {
                     Protocol::TransportWs => "next",
                     Protocol::Legacy => "data",
                 };
-                let payload = super::result_json(&response);
-                self.send(
-                    socket,
-                    json!({ "id": id, "type": kind, "payload": payload }),
-                )
-                .await
+                // The result's JSON as rendered once for all its subscribers.
+                let id = serde_json::Value::from(id);
+                let message = format!("{{\"id\":{id},\"type\":\"{kind}\",\"payload\":{result}}}");
+                send(socket, self.write_limit(), Message::Text(message.into())).await
             }
         }
     }

@@ -1,0 +1,371 @@
+//! One execution for every subscriber of the same subscription: the first
+//! subscriber's execution runs in a task of its own (the leader), each of
+//! its results is rendered to JSON once, and every subscriber of that
+//! [`Key`] receives the same bytes. An event then costs one load of the
+//! committed state and one rendering however many watch it, and a
+//! subscriber holds no execution of its own: only a receiver of the shared
+//! results.
+//!
+//! Two subscriptions share only when their results are equal by
+//! construction: the same document, operation, variables and extensions,
+//! run for the same viewer through the same door (router or not). So a
+//! customer's order is never sent to anyone but that customer's own
+//! connections, and anonymous viewers of a product share one execution.
+//!
+//! Back-pressure is per subscriber: the leader never waits, since results
+//! go out on a broadcast channel of `--event-buffer` results, which each
+//! subscriber reads at its connection's pace. One that falls further behind
+//! is told how many it missed and is handed the latest result, which is the
+//! current state, as when it falls behind on the event bus itself.
+//!
+//! The leader ends with the last subscriber that leaves (or when its
+//! subscription ends, which completes every subscriber).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
+
+use crate::auth::Viewer;
+use crate::graph::RouterAccess;
+
+/// What makes two subscriptions the same.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Key {
+    pub query: String,
+    pub operation_name: Option<String>,
+    /// The variables and extensions as JSON text.
+    pub variables: String,
+    pub extensions: String,
+    /// A registered document skips the checks an unregistered one passes.
+    pub registered: bool,
+    pub viewer: Viewer,
+    pub router: RouterAccess,
+}
+
+/// A result, rendered once for all its subscribers.
+#[derive(Clone, Debug)]
+pub(super) struct Rendered {
+    pub json: Arc<str>,
+    /// It carries errors (each subscriber adds its request id to them).
+    pub errors: bool,
+}
+
+/// What a subscriber receives.
+#[derive(Debug)]
+pub(super) enum Received {
+    Result(Rendered),
+    /// It fell behind: `missed` results were dropped for it; `latest` is
+    /// the newest there is.
+    Dropped {
+        missed: u64,
+        latest: Option<Rendered>,
+    },
+}
+
+/// The shared executions running now. Cheap to clone.
+#[derive(Clone)]
+pub struct Fanout {
+    inner: Arc<Mutex<Leaders>>,
+    /// Results a subscriber may fall behind by.
+    buffer: usize,
+}
+
+#[derive(Default)]
+struct Leaders {
+    running: HashMap<Arc<Key>, Leader>,
+    /// Tells a leader from a later one of the same key.
+    next_id: u64,
+}
+
+struct Leader {
+    id: u64,
+    results: broadcast::Sender<Rendered>,
+    members: usize,
+    task: tokio::task::AbortHandle,
+    /// What the first subscriber paid (each later one pays the same).
+    cost: Option<u64>,
+}
+
+impl Fanout {
+    pub fn new(buffer: usize) -> Fanout {
+        Fanout {
+            inner: Default::default(),
+            buffer: buffer.max(1),
+        }
+    }
+
+    fn leaders(&self) -> MutexGuard<'_, Leaders> {
+        // Every change to the map is one insert, remove or count: consistent
+        // even if a holder panicked.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Shared executions running now (a test's window on the cleanup).
+    pub fn executions(&self) -> usize {
+        self.leaders().running.len()
+    }
+
+    /// Joins the execution of `key` if one runs: the new subscriber, and the
+    /// cost its first subscriber paid.
+    pub(super) fn join(&self, key: &Key) -> Option<(Member, Option<u64>)> {
+        let mut leaders = self.leaders();
+        let key = leaders.running.get_key_value(key)?.0.clone();
+        let cost = leaders.running.get(&key)?.cost;
+        Some((self.member(&mut leaders, key)?, cost))
+    }
+
+    /// A new member of the running execution of `key`.
+    fn member(&self, leaders: &mut Leaders, key: Arc<Key>) -> Option<Member> {
+        let leader = leaders.running.get_mut(&key)?;
+        leader.members += 1;
+        Some(Member {
+            receiver: leader.results.subscribe(),
+            _membership: Membership {
+                fanout: self.clone(),
+                key,
+                id: leader.id,
+            },
+        })
+    }
+
+    /// Shares `results`, an execution that is in place (subscribed to its
+    /// events), under `key`, and makes its subscriber the first member. If
+    /// another execution of `key` started meanwhile, the subscriber joins
+    /// that one and `results` is dropped.
+    pub(super) fn lead(
+        &self,
+        key: Key,
+        mut results: BoxStream<'static, Rendered>,
+        cost: Option<u64>,
+    ) -> Member {
+        let mut leaders = self.leaders();
+        if let Some((running, _)) = leaders.running.get_key_value(&key) {
+            let running = running.clone();
+            if let Some(member) = self.member(&mut leaders, running) {
+                return member;
+            }
+        }
+        let key = Arc::new(key);
+        let id = leaders.next_id;
+        leaders.next_id += 1;
+        let (sender, receiver) = broadcast::channel(self.buffer);
+        let publisher = sender.clone();
+        let (fanout, ended) = (self.clone(), key.clone());
+        // Spawned under the lock: if the execution ends at once, its end
+        // waits for the lock and finds the entry it must remove.
+        let task = tokio::spawn(async move {
+            while let Some(result) = results.next().await {
+                // Fails only when nobody listens: the last one is leaving.
+                let _ = publisher.send(result);
+            }
+            fanout.end(&ended, id);
+        });
+        leaders.running.insert(
+            key.clone(),
+            Leader {
+                id,
+                results: sender,
+                members: 1,
+                task: task.abort_handle(),
+                cost,
+            },
+        );
+        Member {
+            receiver,
+            _membership: Membership {
+                fanout: self.clone(),
+                key,
+                id,
+            },
+        }
+    }
+
+    /// The execution's stream ended: its subscribers complete once they
+    /// have read what it sent.
+    fn end(&self, key: &Key, id: u64) {
+        let mut leaders = self.leaders();
+        if leaders.running.get(key).is_some_and(|l| l.id == id) {
+            leaders.running.remove(key);
+        }
+    }
+
+    /// A subscriber left: the last one ends the execution.
+    fn leave(&self, key: &Key, id: u64) {
+        let mut leaders = self.leaders();
+        let Some(leader) = leaders.running.get_mut(key).filter(|l| l.id == id) else {
+            return;
+        };
+        leader.members -= 1;
+        if leader.members == 0 {
+            if let Some(leader) = leaders.running.remove(key) {
+                leader.task.abort();
+            }
+        }
+    }
+}
+
+/// One subscriber of a shared execution.
+pub(super) struct Member {
+    receiver: broadcast::Receiver<Rendered>,
+    _membership: Membership,
+}
+
+/// Counts a subscriber among its execution's members until dropped.
+struct Membership {
+    fanout: Fanout,
+    key: Arc<Key>,
+    id: u64,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.fanout.leave(&self.key, self.id);
+    }
+}
+
+impl Member {
+    /// The next result; `None` once the execution ended and every result
+    /// was read.
+    pub(super) async fn next(&mut self) -> Option<Received> {
+        match self.receiver.recv().await {
+            Ok(result) => Some(Received::Result(result)),
+            Err(RecvError::Lagged(missed)) => Some(self.catch_up(missed)),
+            Err(RecvError::Closed) => None,
+        }
+    }
+
+    /// Skips to the newest result, counting what was skipped.
+    fn catch_up(&mut self, mut missed: u64) -> Received {
+        let mut latest = None;
+        loop {
+            match self.receiver.try_recv() {
+                Ok(result) => {
+                    if latest.replace(result).is_some() {
+                        missed += 1;
+                    }
+                }
+                Err(TryRecvError::Lagged(more)) => missed += more,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        Received::Dropped { missed, latest }
+    }
+
+    pub(super) fn into_stream(self) -> BoxStream<'static, Received> {
+        futures::stream::unfold(self, |mut member| async move {
+            let received = member.next().await?;
+            Some((received, member))
+        })
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(customer: Option<i64>) -> Key {
+        Key {
+            query: "subscription { productUpdated(id: 1) { id } }".into(),
+            operation_name: None,
+            variables: "{}".into(),
+            extensions: "null".into(),
+            registered: false,
+            viewer: Viewer {
+                customer_id: customer,
+                admin: false,
+            },
+            router: RouterAccess::Open,
+        }
+    }
+
+    fn rendered(n: u32) -> Rendered {
+        Rendered {
+            json: format!("{{\"data\":{n}}}").into(),
+            errors: false,
+        }
+    }
+
+    fn json(received: Option<Received>) -> String {
+        match received {
+            Some(Received::Result(result)) => result.json.to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An execution that yields what is sent to it.
+    fn execution() -> (
+        tokio::sync::mpsc::UnboundedSender<Rendered>,
+        BoxStream<'static, Rendered>,
+    ) {
+        let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+        let stream = futures::stream::unfold(receive, |mut receive| async move {
+            Some((receive.recv().await?, receive))
+        });
+        (send, stream.boxed())
+    }
+
+    #[tokio::test]
+    async fn subscribers_of_one_key_share_one_execution_and_others_do_not() {
+        let fanout = Fanout::new(4);
+        let (results, stream) = execution();
+        let mut first = fanout.lead(key(None), stream, Some(3));
+        let (mut second, cost) = fanout.join(&key(None)).unwrap();
+        assert_eq!(cost, Some(3));
+        assert!(fanout.join(&key(Some(1))).is_none(), "another viewer");
+        results.send(rendered(1)).unwrap();
+        assert_eq!(json(first.next().await), "{\"data\":1}");
+        assert_eq!(json(second.next().await), "{\"data\":1}");
+        // The last subscriber leaving ends the execution.
+        drop(first);
+        assert_eq!(fanout.executions(), 1);
+        drop(second);
+        assert_eq!(fanout.executions(), 0);
+        tokio::task::yield_now().await;
+        assert!(results.is_closed(), "the execution was dropped");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_fell_behind_is_told_and_handed_the_latest() {
+        let fanout = Fanout::new(2);
+        let (results, stream) = execution();
+        let mut slow = fanout.lead(key(None), stream, None);
+        let (mut fast, _) = fanout.join(&key(None)).unwrap();
+        for n in 1..=5 {
+            results.send(rendered(n)).unwrap();
+            assert_eq!(json(fast.next().await), format!("{{\"data\":{n}}}"));
+        }
+        match slow.next().await {
+            Some(Received::Dropped {
+                missed,
+                latest: Some(latest),
+            }) => {
+                assert_eq!(missed, 4);
+                assert_eq!(&*latest.json, "{\"data\":5}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_execution_that_ends_completes_its_subscribers() {
+        let fanout = Fanout::new(2);
+        let (results, stream) = execution();
+        let mut member = fanout.lead(key(None), stream, None);
+        results.send(rendered(1)).unwrap();
+        drop(results);
+        assert_eq!(json(member.next().await), "{\"data\":1}");
+        assert!(member.next().await.is_none());
+        assert_eq!(fanout.executions(), 0);
+        // A new subscriber of the key starts a new execution.
+        let (_results, stream) = execution();
+        let _again = fanout.lead(key(None), stream, None);
+        assert_eq!(fanout.executions(), 1);
+    }
+}
