@@ -50,7 +50,7 @@ const W3: &str = "query Catalog($c: ID!) { products(first: 20, filter: { categor
     nodes { id title price { amount currency } averageRating inventory { available } } \
     pageInfo { endCursor hasNextPage } } }";
 const W5: &str = "mutation Place($input: PlaceOrderInput!) { placeOrder(input: $input) { \
-    order { id status total { amount currency } } replayed } }";
+    order { id status total { amount currency } } } }";
 
 fn main() {
     let mut args = std::env::args().skip(1);
