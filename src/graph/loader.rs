@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
@@ -39,7 +38,7 @@ pub struct ObservedLoader {
     pub(crate) inner: StoreLoader,
     metrics: Option<Metrics>,
     /// Keys loaded from the store: the entity cache's misses.
-    loaded: Arc<AtomicU64>,
+    loaded: AtomicU64,
 }
 
 impl<K> Loader<K> for ObservedLoader
@@ -82,7 +81,6 @@ pub struct RequestLoader {
     loader: DataLoader<ObservedLoader, HashMapCache>,
     /// Every `load_one`: the entity cache's look-ups.
     lookups: AtomicU64,
-    loaded: Arc<AtomicU64>,
     metrics: Option<Metrics>,
 }
 
@@ -124,7 +122,7 @@ impl RequestLoader {
 impl Drop for RequestLoader {
     fn drop(&mut self) {
         if let Some(metrics) = &self.metrics {
-            let misses = self.loaded.load(Ordering::Relaxed);
+            let misses = self.loader().loaded.load(Ordering::Relaxed);
             let lookups = self.lookups.load(Ordering::Relaxed);
             // A key asked for twice before its batch went out is loaded once:
             // the second look-up is a hit.
@@ -152,11 +150,10 @@ pub fn request_loader(
             .instrument(tracing::Span::current()),
         )
     };
-    let loaded = Arc::new(AtomicU64::new(0));
     let observed = ObservedLoader {
         inner: StoreLoader { store },
         metrics: metrics.clone(),
-        loaded: Arc::clone(&loaded),
+        loaded: AtomicU64::new(0),
     };
     let loader = DataLoader::with_cache(observed, spawner, HashMapCache::default())
         .delay(Duration::ZERO)
@@ -165,7 +162,6 @@ pub fn request_loader(
     RequestLoader {
         loader,
         lookups: AtomicU64::new(0),
-        loaded,
         metrics,
     }
 }

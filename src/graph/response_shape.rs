@@ -22,6 +22,7 @@
 //! the same query, and a field's type is read from the fragment whose type
 //! the object's `__typename` names (the router always selects it).
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 
 use async_graphql::indexmap::IndexMap;
@@ -137,6 +138,7 @@ impl ResponseShape {
             root,
             &[&operation.node.selection_set.node],
             errors.as_ref(),
+            &OnceCell::new(),
         );
     }
 
@@ -156,13 +158,15 @@ impl<'d> Shaping<'d> {
     /// Shapes `value`, of the schema type `ty` (written as the registry
     /// writes it: `[Review!]!`) with the selection `sets`. False when the
     /// value ends up `null` though `ty` is non-null: its parent must then be
-    /// `null` too.
+    /// `null` too. `plan` holds the plan of an object of `ty` once made, so
+    /// the items of a list share one.
     fn complete(
         &self,
         value: &mut Value,
         ty: &'d str,
         sets: &[&'d SelectionSet],
         errors: Option<&ErrorPaths>,
+        plan: &OnceCell<Plan<'d>>,
     ) -> bool {
         let (non_null, ty) = match MetaTypeName::create(ty) {
             MetaTypeName::NonNull(inner) => (true, inner),
@@ -171,7 +175,7 @@ impl<'d> Shaping<'d> {
         let fine = match MetaTypeName::create(ty) {
             MetaTypeName::List(item) => self.list(value, item, sets, errors),
             _ if sets.is_empty() => true,
-            _ => self.object(value, Some(ty), sets, errors),
+            _ => self.object(value, Some(ty), sets, errors, plan),
         };
         if !fine {
             *value = Value::Null;
@@ -190,9 +194,10 @@ impl<'d> Shaping<'d> {
         let Value::List(items) = value else {
             return true;
         };
+        let plan = OnceCell::new();
         items.iter_mut().enumerate().all(|(index, item)| {
             let errors = ErrorPaths::item(errors, index);
-            self.complete(item, item_ty, sets, errors)
+            self.complete(item, item_ty, sets, errors, &plan)
         })
     }
 
@@ -206,6 +211,7 @@ impl<'d> Shaping<'d> {
         ty: Option<&'d str>,
         sets: &[&'d SelectionSet],
         errors: Option<&ErrorPaths>,
+        plan: &OnceCell<Plan<'d>>,
     ) -> bool {
         if *value == Value::Null && errors.is_some_and(ErrorPaths::below) {
             // async-graphql makes an object whose every field failed `null`.
@@ -216,13 +222,13 @@ impl<'d> Shaping<'d> {
             Value::List(items) => {
                 for (index, item) in items.iter_mut().enumerate() {
                     let errors = ErrorPaths::item(errors, index);
-                    self.object(item, ty, sets, errors);
+                    self.object(item, ty, sets, errors, plan);
                 }
                 return true;
             }
             _ => return true,
         };
-        let plan = self.shape.plan(sets, ty.unwrap_or_default());
+        let plan = plan.get_or_init(|| self.shape.plan(sets, ty.unwrap_or_default()));
         // Which of a union's or interface's fragments applies matters only
         // where a key stands for more than one field.
         let typename = plan
@@ -236,16 +242,30 @@ impl<'d> Shaping<'d> {
         let mut unordered = std::mem::take(map);
         let mut ordered = IndexMap::with_capacity(unordered.len());
         let mut fine = true;
-        for (key, planned) in &plan {
+        for (key, planned) in plan {
             let errors = ErrorPaths::field(errors, key.as_str());
             let field_ty = self.field_type(planned, typename.as_deref());
             match unordered.swap_remove(key.as_str()) {
                 Some(mut child) => {
                     match field_ty {
                         Some(field_ty) => {
-                            fine &= self.complete(&mut child, field_ty, &planned.sets, errors)
+                            fine &= self.complete(
+                                &mut child,
+                                field_ty,
+                                &planned.sets,
+                                errors,
+                                &OnceCell::new(),
+                            )
                         }
-                        None => fine &= self.object(&mut child, None, &planned.sets, errors),
+                        None => {
+                            fine &= self.object(
+                                &mut child,
+                                None,
+                                &planned.sets,
+                                errors,
+                                &OnceCell::new(),
+                            )
+                        }
                     }
                     ordered.insert((*key).clone(), child);
                 }
