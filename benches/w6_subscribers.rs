@@ -187,6 +187,17 @@ async fn subscriber(ws_url: &str) -> anyhow::Result<Socket> {
     }
 }
 
+/// `n` subscribers, opened `OPENING_CONCURRENCY` at a time.
+async fn subscribers_of(ws_url: &str, n: usize) -> anyhow::Result<Vec<Socket>> {
+    futures::stream::iter(0..n)
+        .map(|_| subscriber(ws_url))
+        .buffer_unordered(OPENING_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -216,25 +227,13 @@ async fn main() -> anyhow::Result<()> {
 
     // Warm up: the first connections and events allocate what every later
     // one reuses (runtime workers, the schema's caches, the topic).
-    let warm: Vec<Socket> = futures::stream::iter(0..OPENING_CONCURRENCY)
-        .map(|_| subscriber(&ws_url))
-        .buffer_unordered(OPENING_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
+    let warm = subscribers_of(&ws_url, OPENING_CONCURRENCY).await?;
     drop(warm);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = rss_kib(pid)?;
 
     let opening = Instant::now();
-    let sockets: Vec<Socket> = futures::stream::iter(0..subscribers)
-        .map(|_| subscriber(&ws_url))
-        .buffer_unordered(OPENING_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
+    let sockets = subscribers_of(&ws_url, subscribers).await?;
     let opened_in = opening.elapsed();
 
     // Each subscriber waits for its event (answering pings meanwhile) and

@@ -8,32 +8,21 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::{Reply, TestApp, TestDatabase};
-
-async fn readiness(app: &TestApp) -> (u16, Value) {
-    let response = app
-        .client
-        .get(format!("{}/health/ready", app.url))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
 
 #[tokio::test]
 async fn readiness_fails_on_a_migration_the_database_has_not_applied() {
     let app = TestApp::spawn().await;
-    let (status, body) = readiness(&app).await;
+    let (status, body) = app.readiness().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"]["migrations"], "ok");
 
     // As if this binary ran on a database an older one migrated.
     app.execute_sql("DELETE FROM _sqlx_migrations WHERE version = 3")
         .await;
-    let (status, body) = readiness(&app).await;
+    let (status, body) = app.readiness().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["failed"], "migrations");
@@ -45,7 +34,7 @@ const PRODUCT: &str = "query Product($id: ID!) { product(id: $id) { id title } }
 /// Polls readiness until it is 503, for at most 5 s; returns how long it took.
 async fn until_unready(app: &TestApp) -> Duration {
     let started = Instant::now();
-    while readiness(app).await.0 != 503 {
+    while app.readiness().await.0 != 503 {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "not 503 within 5 s"

@@ -206,6 +206,18 @@ impl TestApp {
             .mint(Some(customer_id), false, Duration::from_secs(600))
     }
 
+    /// `/health/ready`'s status and body.
+    pub async fn readiness(&self) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}/health/ready", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
     pub fn graphql_url(&self) -> String {
         format!("{}/graphql", self.url)
     }

@@ -449,12 +449,10 @@ async fn requests_in_flight_are_bounded_per_client() {
 #[tokio::test]
 async fn readiness_flips_when_the_database_is_gone() {
     let app = TestApp::spawn().await;
-    let ready = format!("{}/health/ready", app.url);
-    assert_eq!(app.client.get(&ready).send().await.unwrap().status(), 200);
+    assert_eq!(app.readiness().await.0, 200);
     app.lose_database().await;
-    let response = app.client.get(&ready).send().await.unwrap();
-    assert_eq!(response.status(), 503);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = app.readiness().await;
+    assert_eq!(status, 503);
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["failed"], "database", "{body}");
     // Liveness is about the process, which is fine.

@@ -55,3 +55,15 @@ export function editorText(page, selector) {
     selector
   );
 }
+
+// Opens GraphiQL at BASE/graphql and types QUERY into its query editor like
+// a user: select everything, replace it.
+export async function typeQuery(page, base, query) {
+  await page.goto(`${base}/graphql`, { waitUntil: 'load' });
+  const editor = page.locator('.graphiql-query-editor .CodeMirror').first();
+  await editor.waitFor({ timeout: 30_000 });
+  await editor.click();
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Delete');
+  await page.keyboard.type(query);
+}

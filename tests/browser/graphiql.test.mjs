@@ -7,7 +7,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeWithScreenshot, editorText, openPage } from './chromium.mjs';
+import { closeWithScreenshot, editorText, openPage, typeQuery } from './chromium.mjs';
 
 const base = process.env.COMMERCE_GRAPH_URL;
 const QUERY = '{ categories { name slug } }';
@@ -26,15 +26,7 @@ test('GraphiQL loads from the binary and runs a typed query', async () => {
   const browser = await openPage(base);
   const { page, foreign, problems } = browser;
   try {
-    await page.goto(`${base}/graphql`, { waitUntil: 'load' });
-    const editor = page.locator('.graphiql-query-editor .CodeMirror').first();
-    await editor.waitFor({ timeout: 30_000 });
-
-    // Type the query like a user: select everything, replace it.
-    await editor.click();
-    await page.keyboard.press('Control+A');
-    await page.keyboard.press('Delete');
-    await page.keyboard.type(QUERY);
+    await typeQuery(page, base, QUERY);
     const typed = await editorText(page, '.graphiql-query-editor');
     assert.equal(typed.replace(/\s+/g, ' ').trim(), QUERY);
 

@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeWithScreenshot, openPage } from './chromium.mjs';
+import { closeWithScreenshot, openPage, typeQuery } from './chromium.mjs';
 
 const base = process.env.COMMERCE_GRAPH_URL;
 const bin = process.env.COMMERCE_GRAPH_BIN;
@@ -44,13 +44,7 @@ test('GraphiQL runs a subscription over the WebSocket and shows the event of a m
   const sockets = [];
   page.on('websocket', (socket) => sockets.push(socket.url()));
   try {
-    await page.goto(`${base}/graphql`, { waitUntil: 'load' });
-    const editor = page.locator('.graphiql-query-editor .CodeMirror').first();
-    await editor.waitFor({ timeout: 30_000 });
-    await editor.click();
-    await page.keyboard.press('Control+A');
-    await page.keyboard.press('Delete');
-    await page.keyboard.type(SUBSCRIPTION);
+    await typeQuery(page, base, SUBSCRIPTION);
     await page.locator('.graphiql-execute-button').click();
 
     // GraphiQL does not show when the server has the subscription in
