@@ -283,19 +283,21 @@ fn shared(member: fanout::Member, request_id: &str) -> BoxStream<'static, Outcom
     member
         .into_stream()
         .flat_map(move |received| {
-            let outcomes = match received {
-                fanout::Received::Result(result) => vec![personal(result, &request_id)],
+            // One outcome, or two: no list is made for every event.
+            let (first, then) = match received {
+                fanout::Received::Result(result) => (personal(result, &request_id), None),
                 fanout::Received::Dropped { missed, latest } => {
                     let error: async_graphql::Error = ApiError::EventsDropped { missed }.into();
                     let mut told = ServerError::new(error.message, None);
                     told.extensions = error.extensions;
                     let told = Response::from_errors(with_request_id(vec![told], &request_id));
-                    std::iter::once(Outcome::Next(render(&told)))
-                        .chain(latest.map(|latest| personal(latest, &request_id)))
-                        .collect()
+                    (
+                        Outcome::Next(render(&told)),
+                        latest.map(|latest| personal(latest, &request_id)),
+                    )
                 }
             };
-            futures::stream::iter(outcomes)
+            futures::stream::iter(std::iter::once(first).chain(then))
         })
         .boxed()
 }

@@ -36,6 +36,7 @@
 //! an anonymous client gets.
 
 use std::collections::HashMap;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_graphql::parser::types::OperationType;
@@ -62,9 +63,10 @@ pub const PROTOCOL: &str = "graphql-transport-ws";
 pub const LEGACY_PROTOCOL: &str = "graphql-ws";
 
 /// Bytes read from the socket at a time. tungstenite's default (128 KiB)
-/// would be most of an idle connection's memory; messages larger than this
-/// still arrive, in several reads.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// would be most of an idle connection's memory, and it zeroes this many
+/// bytes before every read, the one that finds nothing after each event
+/// sent too. Messages larger than this still arrive, in several reads.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// Which protocol a connection speaks.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -214,11 +216,25 @@ impl Connection {
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let mut last_ping: Option<Instant> = None;
+        // Made once, not on every turn of the loop: each new one would
+        // register with the signal again.
+        let shutdown = shutdown.requested();
+        tokio::pin!(shutdown);
         let flow = loop {
+            // In this order, so that a connection woken by a result sends it
+            // on the first branch and polls its socket once before it sleeps
+            // again (a result sent makes the loop turn, and every branch is
+            // polled on each turn). A client is not starved by its results:
+            // they come at most as fast as events, and a subscriber that
+            // falls behind is skipped ahead (see `fanout`).
             let flow = tokio::select! {
-                _ = shutdown.requested() => Flow::GoingAway,
+                biased;
+                _ = &mut shutdown => Flow::GoingAway,
                 _ = &mut init_deadline, if self.viewer.is_none() => {
                     Flow::Close(4408, "Connection initialisation timeout".into())
+                }
+                Some(output) = self.streams.next(), if !self.streams.is_empty() => {
+                    self.deliver(&mut socket, output).await
                 }
                 message = socket.recv() => match message {
                     Some(Ok(message)) => {
@@ -232,9 +248,6 @@ impl Connection {
                     // Closed by the client, or the transport failed.
                     Some(Err(_)) | None => Flow::Stop,
                 },
-                Some(output) = self.streams.next(), if !self.streams.is_empty() => {
-                    self.deliver(&mut socket, output).await
-                }
                 _ = keepalive.tick(), if self.viewer.is_some() => {
                     if last_ping.is_some_and(|pinged| last_heard < pinged) {
                         Flow::Close(3008, "Keepalive timeout: no pong".into())
@@ -615,9 +628,19 @@ fn operation_id(message: &serde_json::Map<String, serde_json::Value>) -> Option<
 /// Sends one WebSocket message; a client that does not take it within
 /// `limit` is given up on.
 async fn send(socket: &mut WebSocket, limit: Duration, message: Message) -> Flow {
-    match tokio::time::timeout(limit, socket.send(message)).await {
-        Ok(Ok(())) => Flow::Continue,
-        Ok(Err(_)) | Err(_) => Flow::Stop,
+    let sending = socket.send(message);
+    tokio::pin!(sending);
+    // Most messages are taken at once: only one that waits starts a timer.
+    let sent = match futures::poll!(&mut sending) {
+        Poll::Ready(sent) => sent,
+        Poll::Pending => match tokio::time::timeout(limit, sending).await {
+            Ok(sent) => sent,
+            Err(_) => return Flow::Stop,
+        },
+    };
+    match sent {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::Stop,
     }
 }
 
