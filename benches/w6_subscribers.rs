@@ -20,7 +20,7 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -216,10 +216,7 @@ struct Arrivals {
 impl Arrivals {
     fn note(&self, cents: i64) {
         let at = Instant::now();
-        let mut noted = self
-            .noted
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut noted = self.noted();
         noted.push((at, cents));
         if noted.len() == self.expected.load(Ordering::Acquire) {
             self.all.notify_one();
@@ -228,20 +225,19 @@ impl Arrivals {
 
     /// Forgets what was noted and waits for `n` new arrivals.
     fn expect(&self, n: usize) {
-        self.noted
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+        self.noted().clear();
         self.expected.store(n, Ordering::Release);
     }
 
     fn taken(&self) -> Vec<(Instant, i64)> {
-        std::mem::take(
-            &mut *self
-                .noted
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
+        std::mem::take(&mut *self.noted())
+    }
+
+    /// A reader that panicked noted nothing half-way: what is there holds.
+    fn noted(&self) -> MutexGuard<'_, Vec<(Instant, i64)>> {
+        self.noted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -409,6 +405,14 @@ async fn price_change(
     })
 }
 
+/// The number in environment variable `name`, or `default` when it is unset.
+fn number_from_env(name: &str, default: usize) -> anyhow::Result<usize> {
+    std::env::var(name).ok().map_or(Ok(default), |n| {
+        n.parse()
+            .with_context(|| format!("{name} is not a number: {n}"))
+    })
+}
+
 /// The server's allocator here too: the readers allocate a buffer for every
 /// message they receive.
 #[global_allocator]
@@ -420,17 +424,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; nothing else is read from arguments.
-    let subscribers: usize = std::env::var("W6_SUBSCRIBERS")
-        .ok()
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(10_000);
-    let events: usize = std::env::var("W6_EVENTS")
-        .ok()
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(5)
-        .max(1);
+    let subscribers = number_from_env("W6_SUBSCRIBERS", 10_000)?;
+    let events = number_from_env("W6_EVENTS", 5)?.max(1);
     let bin = std::env::var("COMMERCE_GRAPH_BIN").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/commerce-graph").into()
     });
