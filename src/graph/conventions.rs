@@ -1,5 +1,8 @@
-//! The server's one async-graphql extension (each extension puts every field
-//! on async-graphql's slower resolution path, so there is only one):
+//! The server's conventions, and its one async-graphql extension (each
+//! extension puts every field on async-graphql's slower resolution path, so
+//! there is only one, and most requests run on a copy of the schema without
+//! it: [`super::fast_path`], which applies the same conventions around the
+//! execution):
 //!
 //! - it gives every error async-graphql itself raises a stable
 //!   `extensions.code`: `GRAPHQL_PARSE_FAILED`, `GRAPHQL_VALIDATION_FAILED`,
@@ -20,6 +23,7 @@
 //! - when the request is traced for the router, it times every field for the
 //!   inline trace (see [`super::ftv1`]).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -27,10 +31,15 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
     NextResolve, NextValidation, ResolveInfo,
 };
-use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, FragmentSpread, OperationDefinition, OperationType,
+    Selection, SelectionSet,
+};
+use async_graphql::parser::Positioned;
+use async_graphql::registry::Registry;
 use async_graphql::{
-    IntrospectionMode, Request, Response, ServerError, ServerResult, ValidationResult, Value,
-    Variables,
+    IntrospectionMode, Name, Request, Response, SchemaEnv, ServerError, ServerResult,
+    ValidationResult, Value, Variables,
 };
 
 use super::cache_policy::{self, Policy};
@@ -42,7 +51,7 @@ use crate::limits::cost::CostModel;
 use crate::limits::rate::{Admission, RATE_LIMITED};
 use crate::limits::{uses_introspection, Exceeded, Limits};
 
-/// What the document measured, handed from `prepare_request` to `execute`.
+/// What the document measured, kept until it has run.
 #[derive(Clone, Copy)]
 struct Measured {
     cost: u64,
@@ -84,20 +93,6 @@ pub struct Streamed;
 /// The code of a subscription sent where results cannot stream (a plain
 /// JSON POST).
 pub const SUBSCRIPTION_NEEDS_STREAM: &str = "SUBSCRIPTION_NEEDS_STREAM";
-
-/// Whether the operation a request would run is a subscription.
-fn selects_subscription(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let ty = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
-        }
-        _ => None,
-    };
-    ty == Some(OperationType::Subscription)
-}
 
 /// Request data that makes a request stop after validation: how a document
 /// is checked against the schema without running it (persisted-document
@@ -145,22 +140,7 @@ impl ExecutionStarted {
 
 /// Names the operation about to run in the request's span (the HTTP layer's
 /// `http` span declares the fields): its name and type, never its variables.
-fn record_operation(document: &ExecutableDocument, operation_name: Option<&str>) {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some((operation_name, &op.node)),
-        (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.get(name).map(|op| (Some(name), &op.node))
-        }
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
-            .iter()
-            .next()
-            .map(|(name, op)| (Some(name.as_str()), &op.node)),
-        _ => None,
-    };
-    let Some((name, operation)) = operation else {
-        return;
-    };
+fn record_operation(name: Option<&str>, operation: &OperationDefinition) {
     let span = tracing::Span::current();
     if let Some(name) = name {
         span.record("operation_name", name);
@@ -186,12 +166,239 @@ fn limit_error(exceeded: Exceeded) -> ServerError {
     error
 }
 
-fn with_code(error: &mut ServerError, code: &str) {
+pub(super) fn with_code(error: &mut ServerError, code: &str) {
     let extensions = error.extensions.get_or_insert_with(Default::default);
     if extensions.get("code").is_none() {
         extensions.set("code", code);
     }
 }
+
+/// What [`prepare`] measured of a request's document, for when it has run.
+pub(super) struct Prepared {
+    measured: Option<Measured>,
+    shape: ResponseShape,
+}
+
+impl Prepared {
+    /// Execution starts: its cost and cache policy are where the HTTP layer
+    /// reads them.
+    pub(super) fn started(&self, cost: Option<&RequestCost>, policy: Option<&PolicySlot>) {
+        if let (Some(measured), Some(cost)) = (self.measured, cost) {
+            cost.set(measured.cost);
+        }
+        if let (Some(measured), Some(slot)) = (self.measured, policy) {
+            slot.set(measured.policy);
+        }
+    }
+
+    /// Execution ended: the response is given its prescribed shape, and its
+    /// cost when the client asked for it.
+    pub(super) fn finish(
+        &self,
+        registry: &Registry,
+        operation_name: Option<&str>,
+        response: &mut Response,
+    ) {
+        self.shape.apply(registry, operation_name, response);
+        if let Some(measured) = self.measured.filter(|m| m.report) {
+            response.extensions.insert(
+                COST_EXTENSION.to_string(),
+                async_graphql::value!({
+                    "requestedQueryCost": measured.cost,
+                    "maximumQueryCost": measured.limit,
+                }),
+            );
+        }
+    }
+}
+
+/// Parses the document (async-graphql then reuses it) and checks the limits
+/// before async-graphql's own document walks, one of which expands fragments
+/// without memory and would take exponential time on a "fragment bomb". The
+/// operation to run is resolved here too, so that what fails before
+/// execution is known by its code whichever way the request then runs.
+pub(super) fn prepare(
+    limits: &Limits,
+    model: Option<&CostModel>,
+    mut request: Request,
+) -> ServerResult<(Request, Prepared)> {
+    let has = |ty: std::any::TypeId| request.data.get(&ty).is_some();
+    let vetted = has(std::any::TypeId::of::<Vetted>());
+    let text_checked = has(std::any::TypeId::of::<TextChecked>());
+    let validate_only = has(std::any::TypeId::of::<ValidateOnly>());
+    // Registration validates subscription documents without running them.
+    let streamed = validate_only || has(std::any::TypeId::of::<Streamed>());
+    if !vetted && !text_checked {
+        limits.check_text(&request.query).map_err(limit_error)?;
+    }
+    let introspection_disabled = request.introspection_mode == IntrospectionMode::Disabled;
+    let operation_name = request.operation_name.clone();
+    let variables = std::mem::take(&mut request.variables);
+    let document = request.parsed_query().map_err(|mut e| {
+        with_code(&mut e, GRAPHQL_PARSE_FAILED);
+        e
+    })?;
+    // A document registered for later may hold several operations.
+    let operation = match operation_of(document, operation_name.as_deref()) {
+        Ok(operation) => Some(operation),
+        Err(error) if !validate_only => return Err(error),
+        Err(_) => None,
+    };
+    if let Some((name, operation)) = operation {
+        record_operation(name, &operation.node);
+    }
+    if !vetted {
+        limits.check_document(document).map_err(limit_error)?;
+    }
+    if let Some(error) = spread_cycle(document) {
+        return Err(error);
+    }
+    if introspection_disabled && uses_introspection(document) {
+        let mut error = ServerError::new(
+            "introspection is not available to this caller; \
+             the schema is published to authenticated clients",
+            None,
+        );
+        with_code(&mut error, INTROSPECTION_DISABLED);
+        return Err(error);
+    }
+    let subscription = operation.is_some_and(|(_, op)| op.node.ty == OperationType::Subscription);
+    if !streamed && subscription {
+        let mut error = ServerError::new(
+            "subscriptions need a transport that streams: a WebSocket \
+             (graphql-transport-ws or graphql-ws), or a POST accepting \
+             multipart/mixed;subscriptionSpec=\"1.0\" or text/event-stream",
+            None,
+        );
+        with_code(&mut error, SUBSCRIPTION_NEEDS_STREAM);
+        return Err(error);
+    }
+    let shape = ResponseShape::new(document.clone(), variables.clone());
+    let mut measured = None;
+    if let Some(model) = model {
+        let inspection = limits
+            .check_cost(model, document, operation_name.as_deref(), &variables)
+            .map_err(limit_error)?;
+        let policy = cache_policy::policy(model, document, operation_name.as_deref());
+        let report = request
+            .extensions
+            .get(COST_EXTENSION)
+            .is_some_and(|v| *v == Value::Boolean(true));
+        measured = Some(Measured {
+            cost: inspection.cost,
+            policy,
+            limit: limits.max_cost,
+            report,
+        });
+        // The client's bucket pays for what the document costs
+        // (a registered document was paid for before it got here).
+        let admission = request
+            .data
+            .get(&std::any::TypeId::of::<Admission>())
+            .and_then(|admission| admission.downcast_ref::<Admission>());
+        if let Some(admission) = admission {
+            if let Err(throttled) = admission.spend(inspection.cost) {
+                let mut error = ServerError::new(throttled.message(), None);
+                with_code(&mut error, RATE_LIMITED);
+                return Err(error);
+            }
+        }
+    }
+    request.variables = variables;
+    Ok((request, Prepared { measured, shape }))
+}
+
+/// The operation a request runs and its name, chosen as async-graphql
+/// chooses it (an anonymous operation only without a name), with its errors
+/// coded.
+fn operation_of<'d>(
+    document: &'d ExecutableDocument,
+    operation_name: Option<&str>,
+) -> ServerResult<(Option<&'d str>, &'d Positioned<OperationDefinition>)> {
+    let found = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), None) => Some((None, op)),
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get_key_value(name).map(|(name, op)| (Some(name), op))
+        }
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.iter().next().map(|(name, op)| (Some(name), op))
+        }
+        _ => None,
+    };
+    if let Some((name, op)) = found {
+        return Ok((name.map(|name| name.as_str()), op));
+    }
+    let message = match operation_name {
+        Some(name) => format!(r#"Unknown operation named "{name}""#),
+        None => "Operation name required in request.".to_string(),
+    };
+    let mut error = ServerError::new(message, None);
+    with_code(&mut error, OPERATION_RESOLUTION_FAILURE);
+    Err(error)
+}
+
+/// A fragment that spreads itself, directly or through others: invalid
+/// ("Fragments must not form cycles"). Refused here with the spec's rule, not
+/// left to async-graphql's recursion limit, which follows the cycle 32 times
+/// and refuses it as it would a document nested too deep.
+fn spread_cycle(document: &ExecutableDocument) -> Option<ServerError> {
+    fn spreads<'d>(set: &'d SelectionSet, out: &mut Vec<&'d Positioned<FragmentSpread>>) {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => spreads(&field.node.selection_set.node, out),
+                Selection::InlineFragment(inline) => spreads(&inline.node.selection_set.node, out),
+                Selection::FragmentSpread(spread) => out.push(spread),
+            }
+        }
+    }
+    /// Depth-first from `name`; `path` holds the fragments being visited.
+    fn visit<'d>(
+        document: &'d ExecutableDocument,
+        name: &'d Name,
+        path: &mut Vec<&'d Name>,
+        done: &mut HashSet<&'d Name>,
+    ) -> Option<ServerError> {
+        let fragment = document.fragments.get(name)?;
+        path.push(name);
+        let mut found = Vec::new();
+        spreads(&fragment.node.selection_set.node, &mut found);
+        for spread in found {
+            let target = &spread.node.fragment_name.node;
+            if let Some(start) = path.iter().position(|visiting| *visiting == target) {
+                let via: Vec<String> = path[start + 1..]
+                    .iter()
+                    .map(|name| format!(r#""{name}""#))
+                    .collect();
+                let mut message = format!(r#"Cannot spread fragment "{target}" within itself"#);
+                if !via.is_empty() {
+                    message.push_str(&format!(" via {}", via.join(", ")));
+                }
+                let mut error = ServerError::new(message, Some(spread.pos));
+                with_code(&mut error, GRAPHQL_VALIDATION_FAILED);
+                return Some(error);
+            }
+            if !done.contains(target) {
+                if let Some(error) = visit(document, target, path, done) {
+                    return Some(error);
+                }
+            }
+        }
+        path.pop();
+        done.insert(name);
+        None
+    }
+    let mut done = HashSet::new();
+    document
+        .fragments
+        .keys()
+        .find_map(|name| visit(document, name, &mut Vec::new(), &mut done))
+}
+
+/// Request data that catches the schema's environment when the request
+/// executes: the fast path borrows the full schema's registry (see
+/// [`super::fast_path`]).
+#[derive(Clone, Default)]
+pub(super) struct EnvSlot(pub(super) Arc<OnceLock<SchemaEnv>>);
 
 pub const ROUTER_SECRET_REQUIRED: &str = "ROUTER_SECRET_REQUIRED";
 
@@ -259,98 +466,21 @@ impl Extension for RequestConventions {
         })
     }
 
-    /// Parses the document (async-graphql then reuses it) and checks the
-    /// limits before async-graphql's own document walks, one of which expands
-    /// fragments without memory and would take exponential time on a
-    /// "fragment bomb".
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        mut request: Request,
+        request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        if let Ok(limits) = ctx.data::<Limits>() {
-            let vetted = request
-                .data
-                .get(&std::any::TypeId::of::<Vetted>())
-                .is_some();
-            let text_checked = request
-                .data
-                .get(&std::any::TypeId::of::<TextChecked>())
-                .is_some();
-            // Registration validates subscription documents without running them.
-            let streamed = [
-                std::any::TypeId::of::<Streamed>(),
-                std::any::TypeId::of::<ValidateOnly>(),
-            ]
-            .iter()
-            .any(|ty| request.data.get(ty).is_some());
-            if !vetted && !text_checked {
-                limits.check_text(&request.query).map_err(limit_error)?;
+        let request = match ctx.data::<Limits>() {
+            Ok(limits) => {
+                let (mut request, prepared) =
+                    prepare(limits, ctx.data::<CostModel>().ok(), request)?;
+                request.data.insert(prepared);
+                request
             }
-            let introspection_disabled = request.introspection_mode == IntrospectionMode::Disabled;
-            let operation_name = request.operation_name.clone();
-            let variables = std::mem::take(&mut request.variables);
-            let document = request.parsed_query().map_err(|mut e| {
-                with_code(&mut e, GRAPHQL_PARSE_FAILED);
-                e
-            })?;
-            record_operation(document, operation_name.as_deref());
-            if !vetted {
-                limits.check_document(document).map_err(limit_error)?;
-            }
-            if introspection_disabled && uses_introspection(document) {
-                let mut error = ServerError::new(
-                    "introspection is not available to this caller; \
-                     the schema is published to authenticated clients",
-                    None,
-                );
-                with_code(&mut error, INTROSPECTION_DISABLED);
-                return Err(error);
-            }
-            if !streamed && selects_subscription(document, operation_name.as_deref()) {
-                let mut error = ServerError::new(
-                    "subscriptions need a transport that streams: a WebSocket \
-                     (graphql-transport-ws or graphql-ws), or a POST accepting \
-                     multipart/mixed;subscriptionSpec=\"1.0\" or text/event-stream",
-                    None,
-                );
-                with_code(&mut error, SUBSCRIPTION_NEEDS_STREAM);
-                return Err(error);
-            }
-            let shape = ResponseShape::new(document.clone(), variables.clone());
-            if let Ok(model) = ctx.data::<CostModel>() {
-                let inspection = limits
-                    .check_cost(model, document, operation_name.as_deref(), &variables)
-                    .map_err(limit_error)?;
-                let policy = cache_policy::policy(model, document, operation_name.as_deref());
-                let report = request
-                    .extensions
-                    .get(COST_EXTENSION)
-                    .is_some_and(|v| *v == Value::Boolean(true));
-                request.data.insert(Measured {
-                    cost: inspection.cost,
-                    policy,
-                    limit: limits.max_cost,
-                    report,
-                });
-                // The client's bucket pays for what the document costs
-                // (a registered document was paid for before it got here).
-                let admission = request
-                    .data
-                    .get(&std::any::TypeId::of::<Admission>())
-                    .and_then(|admission| admission.downcast_ref::<Admission>());
-                if let Some(admission) = admission {
-                    if let Err(throttled) = admission.spend(inspection.cost) {
-                        let mut error = ServerError::new(throttled.message(), None);
-                        with_code(&mut error, RATE_LIMITED);
-                        return Err(error);
-                    }
-                }
-            }
-            request.data.insert(shape);
-            request.variables = variables;
-        }
+            Err(_) => request,
+        };
         next.run(ctx, request).await
     }
 
@@ -393,32 +523,59 @@ impl Extension for RequestConventions {
         next: NextExecute<'_>,
     ) -> Response {
         if let Ok(started) = ctx.data::<ExecutionStarted>() {
-            started.0.store(true, Ordering::Relaxed);
+            started.mark();
+        }
+        if let Some(slot) = ctx.data_opt::<EnvSlot>() {
+            let _ = slot.0.set(ctx.schema_env.clone());
         }
         if let Some(trace) = ctx.data_opt::<Arc<InlineTrace>>() {
             // Set once: this is the request's only execution.
             let _ = self.trace.set(Arc::clone(trace));
         }
-        let measured = ctx.data_opt::<Measured>().copied();
-        if let (Some(measured), Some(cost)) = (measured, ctx.data_opt::<RequestCost>()) {
-            cost.set(measured.cost);
-        }
-        if let (Some(measured), Some(slot)) = (measured, ctx.data_opt::<PolicySlot>()) {
-            slot.set(measured.policy);
+        let prepared = ctx.data_opt::<Prepared>();
+        if let Some(prepared) = prepared {
+            prepared.started(ctx.data_opt::<RequestCost>(), ctx.data_opt::<PolicySlot>());
         }
         let mut response = next.run(ctx, operation_name).await;
-        if let Some(shape) = ctx.data_opt::<ResponseShape>() {
-            shape.apply(&ctx.schema_env.registry, operation_name, &mut response);
-        }
-        if let Some(measured) = measured.filter(|m| m.report) {
-            response.extensions.insert(
-                COST_EXTENSION.to_string(),
-                async_graphql::value!({
-                    "requestedQueryCost": measured.cost,
-                    "maximumQueryCost": measured.limit,
-                }),
-            );
+        if let Some(prepared) = prepared {
+            prepared.finish(&ctx.schema_env.registry, operation_name, &mut response);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cycle(query: &str) -> Option<String> {
+        let document = async_graphql::parser::parse_query(query).unwrap();
+        spread_cycle(&document).map(|error| error.message)
+    }
+
+    #[test]
+    fn fragments_that_spread_themselves_are_refused_with_the_way_round() {
+        assert_eq!(
+            cycle("{ a { ...A } } fragment A on T { x ...A }").as_deref(),
+            Some(r#"Cannot spread fragment "A" within itself"#)
+        );
+        let through = cycle(
+            "{ a { ...A } } fragment A on T { ...B } fragment B on T { b { ... on T { ...C } } } \
+             fragment C on T { ...A }",
+        )
+        .unwrap();
+        assert!(through.starts_with("Cannot spread fragment"), "{through}");
+        assert!(through.contains("within itself via"), "{through}");
+    }
+
+    #[test]
+    fn shared_and_unknown_fragments_are_not_cycles() {
+        assert_eq!(
+            cycle(
+                "{ a { ...A ...B } } fragment A on T { ...C } fragment B on T { ...C } \
+                 fragment C on T { x ...Missing }"
+            ),
+            None
+        );
     }
 }

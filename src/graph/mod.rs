@@ -9,6 +9,7 @@ mod conventions;
 pub mod customers;
 mod demand;
 mod error;
+mod fast_path;
 mod federation;
 pub mod ftv1;
 mod live;
@@ -30,6 +31,7 @@ use ftv1::InlineTrace;
 
 pub use conventions::{ExecutionStarted, RouterAccess, Streamed, TextChecked, Vetted};
 pub use error::{code, ApiError, UNAVAILABLE_MESSAGE};
+pub use fast_path::FastSchema;
 pub use loader::{request_loader, RequestLoader};
 
 use crate::auth::Viewer;
@@ -110,15 +112,37 @@ pub fn cost_model() -> CostModel {
 /// The schema, publishing its writes' events on `events` (and subscribing
 /// its subscriptions there).
 pub fn build_schema(limits: Limits, posture: Posture, events: Events) -> AppSchema {
-    let mut builder = schema_builder()
+    configured(limits, posture, events)
+        .extension(conventions::Conventions)
+        .finish()
+}
+
+/// `full` (from [`build_schema`] with the same settings) without its
+/// extension, for the requests that need no per-field hook.
+pub fn build_fast_schema(
+    full: &AppSchema,
+    limits: Limits,
+    posture: Posture,
+    events: Events,
+) -> FastSchema {
+    let lean = configured(limits, posture, events).finish();
+    FastSchema::new(full, lean, limits, cost_model())
+}
+
+fn configured(
+    limits: Limits,
+    posture: Posture,
+    events: Events,
+) -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
+    let builder = schema_builder()
         .data(limits)
         .data(events)
-        .data(cost_model())
-        .extension(conventions::Conventions);
-    if !posture.suggestions {
-        builder = builder.disable_suggestions();
+        .data(cost_model());
+    if posture.suggestions {
+        builder
+    } else {
+        builder.disable_suggestions()
     }
-    builder.finish()
 }
 
 /// The subgraph SDL (`_service { sdl }`, `schema/schema.graphql`): Federation v2
@@ -253,8 +277,20 @@ impl RequestScope {
     /// Runs the request, tracking its activity so loader batches go out when
     /// it is idle, and gives every error a code. Past the deadline the
     /// execution is dropped, which cancels its pending statements.
-    pub async fn execute(&self, schema: &AppSchema, request: Request) -> Response {
-        let run = Tracked::new(schema.execute(request), self.activity.clone());
+    pub async fn execute(
+        &self,
+        schema: &AppSchema,
+        fast: &FastSchema,
+        request: Request,
+    ) -> Response {
+        let run = async {
+            if FastSchema::serves(&request, self.trace.is_some()) {
+                fast.execute(request, self).await
+            } else {
+                schema.execute(request).await
+            }
+        };
+        let run = Tracked::new(run, self.activity.clone());
         let mut response = match tokio::time::timeout(self.timeout, run).await {
             Ok(response) => response,
             Err(_) => {

@@ -1009,7 +1009,7 @@ pub(super) async fn respond(
         &app.config.posture,
         inline_trace,
     );
-    let mut response = scope.execute(&app.schema, request).await;
+    let mut response = scope.execute(&app.schema, &app.fast_schema, request).await;
     for error in &mut response.errors {
         error
             .extensions

@@ -41,6 +41,9 @@ pub use problem::codes;
 #[derive(Clone)]
 pub struct AppState {
     pub schema: AppSchema,
+    /// `schema` without its extension: most requests run here (see
+    /// `graph::FastSchema`).
+    pub fast_schema: Arc<graph::FastSchema>,
     pub store: Store,
     pub jwt: Arc<JwtKeys>,
     pub config: Arc<Config>,
@@ -82,6 +85,12 @@ impl AppState {
             Backend::Postgres => Events::fed_by_database(buffer),
         };
         let schema = graph::build_schema(config.limits, config.posture, events.clone());
+        let fast_schema = Arc::new(graph::build_fast_schema(
+            &schema,
+            config.limits,
+            config.posture,
+            events.clone(),
+        ));
         Ok(AppState {
             connections: subscriptions::Connections::new(config.subscriptions.max_connections),
             fanout: subscriptions::Fanout::new(buffer),
@@ -95,6 +104,7 @@ impl AppState {
             ),
             listening: Default::default(),
             schema,
+            fast_schema,
             jwt: Arc::new(config.jwt_keys()?),
             store,
             config: Arc::new(config),
