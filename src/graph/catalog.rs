@@ -2,6 +2,7 @@
 //! data, cacheable by CDNs (see the cache hints).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::dataloader::Loader;
@@ -104,27 +105,38 @@ pub struct ProductCountOfCategory {
     filter: store::ProductFilter,
 }
 
+/// A loaded row is shared (`Arc`), not copied: the loader hands every
+/// resolver that asked for a key its own value, and keeps one in its cache.
 impl Loader<ProductId> for StoreLoader {
-    type Value = ProductRow;
+    type Value = Arc<ProductRow>;
     type Error = ApiError;
 
-    async fn load(&self, keys: &[ProductId]) -> Result<HashMap<ProductId, ProductRow>, ApiError> {
+    async fn load(
+        &self,
+        keys: &[ProductId],
+    ) -> Result<HashMap<ProductId, Arc<ProductRow>>, ApiError> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
         let rows = self.store.products_by_ids(&ids).await?;
-        Ok(rows.into_iter().map(|r| (ProductId(r.id), r)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (ProductId(r.id), Arc::new(r)))
+            .collect())
     }
 }
 
 impl Loader<ProductSku> for StoreLoader {
-    type Value = ProductRow;
+    type Value = Arc<ProductRow>;
     type Error = ApiError;
 
-    async fn load(&self, keys: &[ProductSku]) -> Result<HashMap<ProductSku, ProductRow>, ApiError> {
+    async fn load(
+        &self,
+        keys: &[ProductSku],
+    ) -> Result<HashMap<ProductSku, Arc<ProductRow>>, ApiError> {
         let skus: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
         let rows = self.store.products_by_skus(&skus).await?;
         Ok(rows
             .into_iter()
-            .map(|r| (ProductSku(r.sku.clone()), r))
+            .map(|r| (ProductSku(r.sku.clone()), Arc::new(r)))
             .collect())
     }
 }
@@ -463,7 +475,7 @@ fn product_connection(
     );
     connection.edges = rows
         .into_iter()
-        .map(|row| Edge::new(product_cursor(sort, &row), Product(row)))
+        .map(|row| Edge::new(product_cursor(sort, &row), Product(Arc::new(row))))
         .collect();
     connection
 }
@@ -471,7 +483,7 @@ fn product_connection(
 // ---- types ----------------------------------------------------------------------
 
 /// Something for sale.
-pub struct Product(pub ProductRow);
+pub struct Product(pub Arc<ProductRow>);
 
 #[Object(cache_control(max_age = 60))]
 impl Product {
@@ -860,6 +872,7 @@ async fn reload_product(ctx: &Context<'_>, id: i64) -> Result<Product> {
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::NotFound(format!("product {id} does not exist")))?;
+    let row = Arc::new(row);
     let loader = loader(ctx)?;
     loader.feed_one(ProductId(id), row.clone()).await;
     loader
@@ -964,7 +977,7 @@ async fn committed_product(store: &store::Store, id: i64) -> Result<Product> {
         .map_err(ApiError::from)?
         .into_iter()
         .next()
-        .map(Product)
+        .map(|row| Product(Arc::new(row)))
         .ok_or_else(|| ApiError::NotFound(format!("product {id} does not exist")).into())
 }
 

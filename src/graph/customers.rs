@@ -2,6 +2,7 @@
 //! orders are visible to the customer and to admins only.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Object, Result, ID};
@@ -16,21 +17,25 @@ use crate::store::CustomerRow;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CustomerId(pub i64);
 
+/// Shared, not copied, as products are (see `catalog`).
 impl Loader<CustomerId> for StoreLoader {
-    type Value = CustomerRow;
+    type Value = Arc<CustomerRow>;
     type Error = ApiError;
 
     async fn load(
         &self,
         keys: &[CustomerId],
-    ) -> Result<HashMap<CustomerId, CustomerRow>, ApiError> {
+    ) -> Result<HashMap<CustomerId, Arc<CustomerRow>>, ApiError> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
         let rows = self.store.customers_by_ids(&ids).await?;
-        Ok(rows.into_iter().map(|r| (CustomerId(r.id), r)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (CustomerId(r.id), Arc::new(r)))
+            .collect())
     }
 }
 
-pub struct Customer(pub CustomerRow);
+pub struct Customer(pub Arc<CustomerRow>);
 
 #[Object(cache_control(max_age = 60))]
 impl Customer {
