@@ -10,6 +10,7 @@
 //! nesting of `variables`, measured on the JSON text before it is parsed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
@@ -792,6 +793,9 @@ pub(super) struct Prepared {
     pub registered: Option<Registration>,
     /// The client asked for the cost (`"extensions": {"cost": true}`).
     pub reports_cost: bool,
+    /// A GET's document, parsed (from [`AppState::documents`]): handed to
+    /// the request only if it runs, not when the response cache answers.
+    pub document: Option<Arc<ExecutableDocument>>,
 }
 
 /// Checks the parameters and builds the GraphQL request: the document (sent,
@@ -816,6 +820,7 @@ pub(super) async fn prepare(
             cost: registered.cost,
         });
     }
+    let mut document = None;
     if *method == Method::GET {
         if resolved.registered.is_none() {
             app.config
@@ -824,11 +829,11 @@ pub(super) async fn prepare(
                 .map_err(|exceeded| Problem::exceeded(&exceeded))?;
             request = request.data(graph::TextChecked);
         }
-        // async-graphql keeps the parsed document for execution; a document
-        // that does not parse is reported by execution, with its code.
-        let ty = request
-            .parsed_query()
-            .ok()
+        // The parsed document goes to async-graphql if the request runs; a
+        // document that does not parse is reported by execution, with its code.
+        document = app.documents.parse(&request.query).ok();
+        let ty = document
+            .as_deref()
             .and_then(|document| operation_type(document, operation_name.as_deref()));
         if matches!(
             ty,
@@ -864,6 +869,7 @@ pub(super) async fn prepare(
             cost: registered.cost,
         }),
         reports_cost,
+        document,
     })
 }
 
@@ -912,6 +918,7 @@ pub(super) async fn respond(
         extensions: extensions_json,
         registered,
         reports_cost,
+        document,
     } = prepared;
     let operation = match &registered {
         Some(registration) => {
@@ -1000,6 +1007,9 @@ pub(super) async fn respond(
         }
     }
     request = request.data(app.metrics.clone());
+    if let Some(document) = document {
+        request.set_parsed_query(ExecutableDocument::clone(&document));
+    }
     let entity_keys = representations(&variables_json);
     let (request, scope) = graph::RequestScope::new(
         request,

@@ -3,6 +3,7 @@
 //! The GraphQL endpoint itself is in [`graphql`].
 
 mod admin;
+mod documents;
 pub mod graphiql;
 pub mod graphql;
 mod metrics;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: PersistedQueryRegistry,
     pub response_cache: response_cache::ResponseCache,
+    /// GET documents, parsed once (see `documents`).
+    pub documents: documents::DocumentCache,
     /// What writes publish and subscriptions watch.
     pub events: Events,
     /// WebSocket connections and HTTP event streams open now (bounded by
@@ -102,6 +105,7 @@ impl AppState {
                 config.response_cache_bytes,
                 config.stale_if_error,
             ),
+            documents: Default::default(),
             listening: Default::default(),
             schema,
             fast_schema,
