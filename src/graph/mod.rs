@@ -112,32 +112,33 @@ pub fn cost_model() -> CostModel {
 /// The schema, publishing its writes' events on `events` (and subscribing
 /// its subscriptions there).
 pub fn build_schema(limits: Limits, posture: Posture, events: Events) -> AppSchema {
-    configured(limits, posture, events)
+    configured(posture, events)
+        .data(limits)
+        .data(cost_model())
         .extension(conventions::Conventions)
         .finish()
 }
 
 /// `full` (from [`build_schema`] with the same settings) without its
-/// extension, for the requests that need no per-field hook.
+/// extension, for the requests that need no per-field hook. The limits and
+/// the cost model go with the fast schema rather than in its data (only the
+/// extension reads them there); the model is `full`'s, not measured again.
 pub fn build_fast_schema(
     full: &AppSchema,
     limits: Limits,
     posture: Posture,
     events: Events,
 ) -> FastSchema {
-    let lean = configured(limits, posture, events).finish();
-    FastSchema::new(full, lean, limits, cost_model())
+    let model = full.data::<CostModel>().cloned().unwrap_or_else(cost_model);
+    FastSchema::new(full, configured(posture, events).finish(), limits, model)
 }
 
+/// What both schemas have: the events their writes publish, and the posture.
 fn configured(
-    limits: Limits,
     posture: Posture,
     events: Events,
 ) -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
-    let builder = schema_builder()
-        .data(limits)
-        .data(events)
-        .data(cost_model());
+    let builder = schema_builder().data(events);
     if posture.suggestions {
         builder
     } else {
