@@ -793,8 +793,8 @@ pub(super) struct Prepared {
     pub registered: Option<Registration>,
     /// The client asked for the cost (`"extensions": {"cost": true}`).
     pub reports_cost: bool,
-    /// A GET's document, parsed (from [`AppState::documents`]): handed to
-    /// the request only if it runs, not when the response cache answers.
+    /// The document, parsed (from [`AppState::documents`]): handed to the
+    /// request only if it runs, not when the response cache answers.
     pub document: Option<Arc<ExecutableDocument>>,
 }
 
@@ -846,6 +846,15 @@ pub(super) async fn prepare(
             )
             .with_header(header::ALLOW, "POST"));
         }
+    } else if resolved.registered.is_some() || app.config.limits.check_text(&request.query).is_ok()
+    {
+        // A POST's document is kept parsed too (the same texts come again
+        // and again); one over the limits on text is left for execution to
+        // refuse, in a GraphQL response, as a POST's refusals are.
+        if resolved.registered.is_none() {
+            request = request.data(graph::TextChecked);
+        }
+        document = app.documents.parse(&request.query).ok();
     }
     if let Some(name) = operation_name {
         request = request.operation_name(name);
