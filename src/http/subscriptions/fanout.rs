@@ -13,23 +13,25 @@
 //! connections, and anonymous viewers of a product share one execution.
 //!
 //! Back-pressure is per subscriber: the leader never waits, since results
-//! go out on a broadcast channel of `--event-buffer` results, which each
-//! subscriber reads at its connection's pace. One that falls further behind
-//! is told how many it missed and is handed the latest result, which is the
-//! current state, as when it falls behind on the event bus itself.
+//! go into a ring of the last `--event-buffer` results (a [`Feed`]), which
+//! each subscriber reads at its connection's pace. One that falls further
+//! behind is told how many it missed and is handed the latest result, which
+//! is the current state, as when it falls behind on the event bus itself.
+//!
+//! A subscriber is polled by its connection's task directly (no future is
+//! kept or boxed per subscriber), and an event wakes exactly the tasks that
+//! wait for it: with 10,000 subscribers of one product, what each costs per
+//! event is what decides how soon the last one has it.
 //!
 //! The leader ends with the last subscriber that leaves (or when its
 //! subscription ends, which completes every subscriber).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use tokio::sync::broadcast::{
-    self,
-    error::{RecvError, TryRecvError},
-};
 
 use crate::auth::Viewer;
 use crate::graph::RouterAccess;
@@ -85,7 +87,7 @@ struct Leaders {
 
 struct Leader {
     id: u64,
-    results: broadcast::Sender<Rendered>,
+    results: Arc<Feed>,
     members: usize,
     task: tokio::task::AbortHandle,
     /// What the first subscriber paid (each later one pays the same).
@@ -125,7 +127,7 @@ impl Fanout {
         let leader = leaders.running.get_mut(&key)?;
         leader.members += 1;
         Some(Member {
-            receiver: leader.results.subscribe(),
+            reader: Reader::of(&leader.results),
             _membership: Membership {
                 fanout: self.clone(),
                 key,
@@ -154,30 +156,31 @@ impl Fanout {
         let key = Arc::new(key);
         let id = leaders.next_id;
         leaders.next_id += 1;
-        let (sender, receiver) = broadcast::channel(self.buffer);
-        let publisher = sender.clone();
+        let feed = Arc::new(Feed::new(self.buffer));
+        let reader = Reader::of(&feed);
+        let publisher = feed.clone();
         let (fanout, ended) = (self.clone(), key.clone());
         // Spawned under the lock: if the execution ends at once, its end
         // waits for the lock and finds the entry it must remove.
         let task = tokio::spawn(async move {
             while let Some(result) = results.next().await {
-                // Fails only when nobody listens: the last one is leaving.
-                let _ = publisher.send(result);
+                publisher.publish(result);
             }
+            publisher.end();
             fanout.end(&ended, id);
         });
         leaders.running.insert(
             key.clone(),
             Leader {
                 id,
-                results: sender,
+                results: feed,
                 members: 1,
                 task: task.abort_handle(),
                 cost,
             },
         );
         Member {
-            receiver,
+            reader,
             _membership: Membership {
                 fanout: self.clone(),
                 key,
@@ -212,7 +215,7 @@ impl Fanout {
 
 /// One subscriber of a shared execution.
 pub(super) struct Member {
-    receiver: broadcast::Receiver<Rendered>,
+    reader: Reader,
     _membership: Membership,
 }
 
@@ -231,38 +234,145 @@ impl Drop for Membership {
 
 impl Member {
     /// The next result; `None` once the execution ended and every result
-    /// was read.
-    pub(super) async fn next(&mut self) -> Option<Received> {
-        match self.receiver.recv().await {
-            Ok(result) => Some(Received::Result(result)),
-            Err(RecvError::Lagged(missed)) => Some(self.catch_up(missed)),
-            Err(RecvError::Closed) => None,
-        }
+    /// was read. Waiting, the task of `cx` is woken when there is one.
+    pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Received>> {
+        self.reader.poll_next(cx)
     }
 
-    /// Skips to the newest result, counting what was skipped.
-    fn catch_up(&mut self, mut missed: u64) -> Received {
-        let mut latest = None;
-        loop {
-            match self.receiver.try_recv() {
-                Ok(result) => {
-                    if latest.replace(result).is_some() {
-                        missed += 1;
-                    }
-                }
-                Err(TryRecvError::Lagged(more)) => missed += more,
-                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+    /// The next result (see [`Member::poll_next`]).
+    #[cfg(test)]
+    async fn next(&mut self) -> Option<Received> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+}
+
+/// The results of one execution: the newest few, for subscribers that read
+/// them at their own pace, and the wakers of those waiting for the next.
+struct Feed(Mutex<FeedState>);
+
+struct FeedState {
+    /// Results published so far (the sequence number of the next).
+    published: u64,
+    /// The newest results, at most `capacity`: the oldest of them is
+    /// number `published - ring.len()`.
+    ring: VecDeque<Rendered>,
+    capacity: usize,
+    ended: bool,
+    /// By reader: the waker of one that waits for the next result.
+    waiting: Vec<Option<Waker>>,
+    /// Places in `waiting` that no reader holds.
+    free: Vec<usize>,
+}
+
+impl Feed {
+    fn new(capacity: usize) -> Feed {
+        Feed(Mutex::new(FeedState {
+            published: 0,
+            ring: VecDeque::with_capacity(capacity),
+            capacity,
+            ended: false,
+            waiting: Vec::new(),
+            free: Vec::new(),
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, FeedState> {
+        // Every change under the lock leaves the state whole.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a result (the oldest goes when the ring is full) and wakes the
+    /// readers waiting for it. Never waits for a reader.
+    fn publish(&self, result: Rendered) {
+        let woken = {
+            let mut state = self.state();
+            if state.ring.len() == state.capacity {
+                state.ring.pop_front();
             }
-        }
-        Received::Dropped { missed, latest }
+            state.ring.push_back(result);
+            state.published += 1;
+            state.take_waiting()
+        };
+        // Outside the lock: a woken reader may run at once on another thread.
+        woken.into_iter().for_each(Waker::wake);
     }
 
-    pub(super) fn into_stream(self) -> BoxStream<'static, Received> {
-        futures::stream::unfold(self, |mut member| async move {
-            let received = member.next().await?;
-            Some((received, member))
-        })
-        .boxed()
+    /// No result follows: readers end once they read what is there.
+    fn end(&self) {
+        let woken = {
+            let mut state = self.state();
+            state.ended = true;
+            state.take_waiting()
+        };
+        woken.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl FeedState {
+    fn take_waiting(&mut self) -> Vec<Waker> {
+        self.waiting.iter_mut().filter_map(Option::take).collect()
+    }
+}
+
+/// One reader of a [`Feed`]: it reads results published after it came.
+struct Reader {
+    feed: Arc<Feed>,
+    /// The number of the next result it reads.
+    next: u64,
+    /// Its place in the feed's `waiting`.
+    place: usize,
+}
+
+impl Reader {
+    fn of(feed: &Arc<Feed>) -> Reader {
+        let mut state = feed.state();
+        let place = match state.free.pop() {
+            Some(place) => place,
+            None => {
+                state.waiting.push(None);
+                state.waiting.len() - 1
+            }
+        };
+        Reader {
+            feed: feed.clone(),
+            next: state.published,
+            place,
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Received>> {
+        let mut state = self.feed.state();
+        let unread = state.published - self.next;
+        if unread == 0 {
+            if state.ended {
+                return Poll::Ready(None);
+            }
+            let waiting = &mut state.waiting[self.place];
+            if !waiting.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waiting = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        let held = state.ring.len() as u64;
+        if unread > held {
+            // Fell behind the ring: skip to the newest, counting the rest.
+            self.next = state.published;
+            return Poll::Ready(Some(Received::Dropped {
+                missed: unread - 1,
+                latest: state.ring.back().cloned(),
+            }));
+        }
+        let result = state.ring[(held - unread) as usize].clone();
+        self.next += 1;
+        Poll::Ready(Some(Received::Result(result)))
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let mut state = self.feed.state();
+        state.waiting[self.place] = None;
+        state.free.push(self.place);
     }
 }
 
@@ -351,6 +461,44 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn waiting_subscribers_are_woken_by_the_next_result_and_by_the_end() {
+        let fanout = Fanout::new(2);
+        let (results, stream) = execution();
+        let first = fanout.lead(key(None), stream, None);
+        let (second, _) = fanout.join(&key(None)).unwrap();
+        let waiters: Vec<_> = [first, second]
+            .into_iter()
+            .map(|mut member| {
+                tokio::spawn(async move {
+                    let result = json(member.next().await);
+                    (result, member.next().await.is_none())
+                })
+            })
+            .collect();
+        // Both are waiting before anything is published.
+        tokio::task::yield_now().await;
+        results.send(rendered(7)).unwrap();
+        drop(results);
+        for waiter in waiters {
+            let woken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+            let woken = woken.expect("a waiting subscriber was never woken");
+            assert_eq!(woken.unwrap(), ("{\"data\":7}".to_string(), true));
+        }
+    }
+
+    #[test]
+    fn a_reader_that_leaves_gives_its_place_to_the_next() {
+        let feed = Arc::new(Feed::new(1));
+        let first = Reader::of(&feed);
+        let second = Reader::of(&feed);
+        assert_eq!((first.place, second.place), (0, 1));
+        drop(first);
+        let third = Reader::of(&feed);
+        assert_eq!(third.place, 0);
+        assert_eq!(feed.state().waiting.len(), 2);
     }
 
     #[tokio::test]

@@ -142,6 +142,9 @@ pub(super) fn classify(
             .map_err(|exceeded| Problem::exceeded(&exceeded))?;
         prepared.request.data.insert(graph::TextChecked);
     }
+    if let Some(document) = prepared.document.take() {
+        prepared.request.set_parsed_query(document.as_ref().clone());
+    }
     let name = prepared.request.operation_name.clone();
     Ok(prepared
         .request
@@ -157,11 +160,7 @@ pub(super) fn classify(
 /// document its registered cost, before it runs). A subscription is in
 /// place once `run` returns: its execution was polled once, and a
 /// subscription field subscribes to its topic before its first await.
-pub(super) async fn run(
-    app: &AppState,
-    operation: Operation,
-    request_id: &str,
-) -> BoxStream<'static, Outcome> {
+pub(super) async fn run(app: &AppState, operation: Operation, request_id: &str) -> Outcomes {
     let Operation {
         prepared,
         subscription,
@@ -250,9 +249,11 @@ pub(super) async fn run(
         }
         first => {
             let first = first.map(|response| own(response, &started, request_id));
-            futures::stream::iter(first)
-                .chain(own_results(stream, started, request_id))
-                .boxed()
+            Outcomes(Source::Own(
+                futures::stream::iter(first)
+                    .chain(own_results(stream, started, request_id))
+                    .boxed(),
+            ))
         }
     }
 }
@@ -278,28 +279,62 @@ fn own(mut response: Response, started: &graph::ExecutionStarted, request_id: &s
 /// The results of a shared execution as one subscriber receives them: the
 /// shared JSON, or, when it carries errors, a copy with this subscriber's
 /// request id in them.
-fn shared(member: fanout::Member, request_id: &str) -> BoxStream<'static, Outcome> {
-    let request_id = request_id.to_string();
-    member
-        .into_stream()
-        .flat_map(move |received| {
-            // One outcome, or two: no list is made for every event.
-            let (first, then) = match received {
-                fanout::Received::Result(result) => (personal(result, &request_id), None),
-                fanout::Received::Dropped { missed, latest } => {
-                    let error: async_graphql::Error = ApiError::EventsDropped { missed }.into();
-                    let mut told = ServerError::new(error.message, None);
-                    told.extensions = error.extensions;
-                    let told = Response::from_errors(with_request_id(vec![told], &request_id));
-                    (
-                        Outcome::Next(render(&told)),
-                        latest.map(|latest| personal(latest, &request_id)),
-                    )
-                }
-            };
-            futures::stream::iter(std::iter::once(first).chain(then))
-        })
-        .boxed()
+fn shared(member: fanout::Member, request_id: &str) -> Outcomes {
+    Outcomes(Source::Shared {
+        member,
+        request_id: request_id.to_string(),
+        then: None,
+    })
+}
+
+/// What one operation yields, one [`Outcome`] at a time. A stream, but a
+/// subscriber of a shared execution is polled here directly rather than
+/// through a chain of boxed adapters: with thousands of subscribers, each
+/// layer is a cold allocation touched on every event.
+pub(super) struct Outcomes(Source);
+
+enum Source {
+    Shared {
+        member: fanout::Member,
+        request_id: String,
+        /// The second of two outcomes one event gave.
+        then: Option<Outcome>,
+    },
+    Own(BoxStream<'static, Outcome>),
+}
+
+impl futures::Stream for Outcomes {
+    type Item = Outcome;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Outcome>> {
+        let (member, request_id, then) = match &mut self.get_mut().0 {
+            Source::Own(stream) => return stream.poll_next_unpin(cx),
+            Source::Shared {
+                member,
+                request_id,
+                then,
+            } => (member, request_id, then),
+        };
+        if let Some(outcome) = then.take() {
+            return Poll::Ready(Some(outcome));
+        }
+        let outcome = match std::task::ready!(member.poll_next(cx)) {
+            None => None,
+            Some(fanout::Received::Result(result)) => Some(personal(result, request_id)),
+            Some(fanout::Received::Dropped { missed, latest }) => {
+                let error: async_graphql::Error = ApiError::EventsDropped { missed }.into();
+                let mut told = ServerError::new(error.message, None);
+                told.extensions = error.extensions;
+                let told = Response::from_errors(with_request_id(vec![told], request_id));
+                *then = latest.map(|latest| personal(latest, request_id));
+                Some(Outcome::Next(render(&told)))
+            }
+        };
+        Poll::Ready(outcome)
+    }
 }
 
 fn personal(result: fanout::Rendered, request_id: &str) -> Outcome {
@@ -322,8 +357,10 @@ fn personal(result: fanout::Rendered, request_id: &str) -> Outcome {
     Outcome::Next(json.to_string().into())
 }
 
-fn refused(errors: Vec<ServerError>) -> BoxStream<'static, Outcome> {
-    futures::stream::iter([Outcome::Refused(errors)]).boxed()
+fn refused(errors: Vec<ServerError>) -> Outcomes {
+    Outcomes(Source::Own(
+        futures::stream::iter([Outcome::Refused(errors)]).boxed(),
+    ))
 }
 
 fn with_request_id(mut errors: Vec<ServerError>, request_id: &str) -> Vec<ServerError> {

@@ -267,7 +267,7 @@ enum Phase {
 /// One stream's state, as its body yields it.
 struct Feed {
     transport: Transport,
-    outcomes: BoxStream<'static, Outcome>,
+    outcomes: super::Outcomes,
     heartbeat: Interval,
     shutdown: ShutdownSignal,
     phase: Phase,

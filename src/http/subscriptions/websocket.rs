@@ -35,7 +35,6 @@
 //! in `connection_init`, never in a cookie, so a foreign page gets only what
 //! an anonymous client gets.
 
-use std::collections::HashMap;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -45,13 +44,11 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use futures::future::{AbortHandle, Abortable};
-use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::{Outcome, ShutdownSignal, SHUTDOWN_FLUSH_LIMIT, SHUTDOWN_QUIET};
+use super::{Outcome, Outcomes, ShutdownSignal, SHUTDOWN_FLUSH_LIMIT, SHUTDOWN_QUIET};
 use crate::auth::Viewer;
 use crate::graph::RouterAccess;
 use crate::http::{graphql, throttle, AppState};
@@ -148,20 +145,25 @@ fn accept(app: AppState, ws: WebSocketUpgrade, headers: &HeaderMap) -> HttpRespo
             payer,
             viewer: None,
             bucket: None,
-            operations: HashMap::new(),
-            streams: SelectAll::new(),
+            operations: Vec::new(),
+            turn: 0,
         };
         connection.run(socket, shutdown).await;
         drop(permit);
     })
 }
 
-/// What one operation's stream yields: an outcome, or `None` at its end.
-type Output = (String, Option<Outcome>);
+/// What one of the connection's operations yielded: the operation (its
+/// place in [`Connection::operations`]) and an outcome, or `None` at its end.
+type Output = (usize, Option<Outcome>);
 
 /// An operation running on the connection.
 struct Operation {
-    abort: AbortHandle,
+    id: String,
+    /// What its results are sent with: `{"id":…,"type":"next","payload":`
+    /// (`"data"` in the legacy protocol), made once.
+    prefix: String,
+    outcomes: Outcomes,
     /// Counts it in the active-subscriptions gauge while it runs.
     _active: crate::metrics::Active,
 }
@@ -180,8 +182,13 @@ struct Connection {
     viewer: Option<Viewer>,
     /// The rate-limit bucket its operations pay from, from then on.
     bucket: Option<Admission>,
-    operations: HashMap<String, Operation>,
-    streams: SelectAll<Abortable<BoxStream<'static, Output>>>,
+    /// Its operations, each polled by this task directly: at most
+    /// `--ws-max-subscriptions`, so a scan is cheaper than an index (and
+    /// one subscription, the common case, costs one poll per wake-up).
+    operations: Vec<Operation>,
+    /// Where the next poll of the operations starts, so that a busy one
+    /// does not starve those after it.
+    turn: usize,
 }
 
 /// How handling a message ends.
@@ -233,7 +240,8 @@ impl Connection {
                 _ = &mut init_deadline, if self.viewer.is_none() => {
                     Flow::Close(4408, "Connection initialisation timeout".into())
                 }
-                Some(output) = self.streams.next(), if !self.streams.is_empty() => {
+                output = std::future::poll_fn(|cx| self.poll_outputs(cx)),
+                    if !self.operations.is_empty() => {
                     self.deliver(&mut socket, output).await
                 }
                 message = socket.recv() => match message {
@@ -273,9 +281,8 @@ impl Connection {
             }
             other => other,
         };
-        for operation in self.operations.values() {
-            operation.abort.abort();
-        }
+        // Leaving shared executions before the close handshake.
+        self.operations.clear();
         if let Flow::Close(code, reason) = flow {
             tracing::debug!(code, %reason, "closing a WebSocket connection");
             close(&mut socket, code, &reason).await;
@@ -286,17 +293,38 @@ impl Connection {
     /// short quiet period of the last, within an overall limit.
     async fn flush(&mut self, socket: &mut WebSocket) -> Flow {
         let limit = Instant::now() + SHUTDOWN_FLUSH_LIMIT;
-        while !self.streams.is_empty() {
+        while !self.operations.is_empty() {
             let until = (Instant::now() + SHUTDOWN_QUIET).min(limit);
-            match tokio::time::timeout_at(until, self.streams.next()).await {
-                Ok(Some(output)) => match self.deliver(socket, output).await {
+            let next = std::future::poll_fn(|cx| self.poll_outputs(cx));
+            match tokio::time::timeout_at(until, next).await {
+                Ok(output) => match self.deliver(socket, output).await {
                     Flow::Continue => continue,
                     other => return other,
                 },
-                Ok(None) | Err(_) => break,
+                Err(_) => break,
             }
         }
         Flow::Continue
+    }
+
+    /// The next outcome of any operation, polled in turn from where the
+    /// last poll left off.
+    fn poll_outputs(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Output> {
+        let count = self.operations.len();
+        for step in 0..count {
+            let index = (self.turn + step) % count;
+            if let Poll::Ready(outcome) = self.operations[index].outcomes.poll_next_unpin(cx) {
+                self.turn = index + 1;
+                return Poll::Ready((index, outcome));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn position(&self, id: &str) -> Option<usize> {
+        self.operations
+            .iter()
+            .position(|operation| operation.id == id)
     }
 
     /// How long a client may take to accept one message: a keepalive
@@ -437,10 +465,10 @@ impl Connection {
                         )
                         .await;
                 };
-                let Some(operation) = self.operations.remove(&id) else {
+                let Some(index) = self.position(&id) else {
                     return Flow::Continue;
                 };
-                operation.abort.abort();
+                self.operations.swap_remove(index);
                 match self.protocol {
                     Protocol::TransportWs => Flow::Continue,
                     // The legacy protocol confirms a `stop` with `complete`.
@@ -512,14 +540,15 @@ impl Connection {
         payload: graphql::Params,
         viewer: Viewer,
     ) -> Flow {
-        if let Some(previous) = self.operations.remove(&id) {
+        if let Some(previous) = self.position(&id) {
             match self.protocol {
                 Protocol::TransportWs => {
-                    self.operations.insert(id.clone(), previous);
                     return Flow::Close(4409, format!("Subscriber for {id} already exists"));
                 }
                 // The legacy reference server replaces the operation.
-                Protocol::Legacy => previous.abort.abort(),
+                Protocol::Legacy => {
+                    self.operations.swap_remove(previous);
+                }
             }
         }
         let max = self.app.config.subscriptions.max_per_connection;
@@ -551,45 +580,42 @@ impl Connection {
             meter: self.bucket.as_ref().map(Admission::meter),
         };
         let outcomes = super::run(&self.app, operation, &self.request_id).await;
-        let tag = id.clone();
-        let end = id.clone();
-        let outputs = outcomes
-            .map(move |outcome| (tag.clone(), Some(outcome)))
-            .chain(futures::stream::once(async move { (end, None) }))
-            .boxed();
-        let (abort, registration) = AbortHandle::new_pair();
-        self.streams.push(Abortable::new(outputs, registration));
-        self.operations.insert(
-            id,
-            Operation {
-                abort,
-                _active: self.app.metrics.subscription_started(),
-            },
+        let kind = match self.protocol {
+            Protocol::TransportWs => "next",
+            Protocol::Legacy => "data",
+        };
+        let prefix = format!(
+            "{{\"id\":{},\"type\":\"{kind}\",\"payload\":",
+            serde_json::Value::from(id.as_str())
         );
+        self.operations.push(Operation {
+            id,
+            prefix,
+            outcomes,
+            _active: self.app.metrics.subscription_started(),
+        });
         Flow::Continue
     }
 
     /// Sends one outcome of an operation, or its completion.
-    async fn deliver(&mut self, socket: &mut WebSocket, (id, outcome): Output) -> Flow {
-        if !self.operations.contains_key(&id) {
-            // Completed by the client meanwhile.
-            return Flow::Continue;
-        }
+    async fn deliver(&mut self, socket: &mut WebSocket, (index, outcome): Output) -> Flow {
         match outcome {
             None => {
-                self.operations.remove(&id);
+                let id = self.operations.swap_remove(index).id;
                 self.send(socket, json!({ "id": id, "type": "complete" }))
                     .await
             }
-            Some(Outcome::Refused(errors)) => self.refuse(socket, &id, errors).await,
+            Some(Outcome::Refused(errors)) => {
+                let id = self.operations[index].id.clone();
+                self.refuse(socket, &id, errors).await
+            }
             Some(Outcome::Next(result)) => {
-                let kind = match self.protocol {
-                    Protocol::TransportWs => "next",
-                    Protocol::Legacy => "data",
-                };
                 // The result's JSON as rendered once for all its subscribers.
-                let id = serde_json::Value::from(id);
-                let message = format!("{{\"id\":{id},\"type\":\"{kind}\",\"payload\":{result}}}");
+                let prefix = &self.operations[index].prefix;
+                let mut message = String::with_capacity(prefix.len() + result.len() + 1);
+                message.push_str(prefix);
+                message.push_str(&result);
+                message.push('}');
                 send(socket, self.write_limit(), Message::Text(message.into())).await
             }
         }
@@ -599,8 +625,8 @@ impl Connection {
     /// its errors in `graphql-transport-ws`, the first one in the legacy
     /// protocol, whose `error` carries one error.
     async fn refuse(&mut self, socket: &mut WebSocket, id: &str, errors: Vec<ServerError>) -> Flow {
-        if let Some(operation) = self.operations.remove(id) {
-            operation.abort.abort();
+        if let Some(index) = self.position(id) {
+            self.operations.swap_remove(index);
         }
         let payload = match self.protocol {
             Protocol::TransportWs => serde_json::to_value(&errors).unwrap_or_default(),
