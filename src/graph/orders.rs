@@ -530,15 +530,21 @@ impl OrderMutation {
             .place_order(customer_id, &input.idempotency_key, &lines)
             .await
             .map_err(ApiError::from)?;
-        let (id, replayed) = match placed {
-            store::Placed::Created(id) => (id, false),
-            store::Placed::Replayed(id) => (id, true),
-        };
         live::publish_committed(ctx);
-        Ok(PlaceOrderPayload {
-            order: reload_order(ctx, id).await?,
-            replayed,
-        })
+        match placed {
+            // What the transaction wrote is what committed: no read needed.
+            store::Placed::Created(row) => {
+                loader(ctx)?.feed_one(OrderId(row.id), row.clone()).await;
+                Ok(PlaceOrderPayload {
+                    order: Order::visible(row, viewer(ctx))?,
+                    replayed: false,
+                })
+            }
+            store::Placed::Replayed(id) => Ok(PlaceOrderPayload {
+                order: reload_order(ctx, id).await?,
+                replayed: true,
+            }),
+        }
     }
 
     /// Cancels a PENDING or PAID order (its customer or an admin) and puts

@@ -273,6 +273,19 @@ impl Store {
         self.guarded(self.pool.begin()).await
     }
 
+    /// Opens a transaction that will write whatever it reads first: on
+    /// SQLite it takes the write lock at once (`BEGIN IMMEDIATE`, waiting
+    /// out the busy timeout), so that a read before its first write cannot
+    /// leave it unable to write; PostgreSQL's rows lock as they are written.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => self.guarded(self.pool.begin_with("BEGIN IMMEDIATE")).await,
+            Backend::Postgres => self.begin().await,
+        }
+    }
+
     /// Runs a trivial statement: the readiness probe.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let _: (i64,) = self.fetch_one(Sql::new("SELECT 1")).await?;

@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow, Transaction};
 
 use super::notices::stock_changed;
-use super::{now_timestamp, tags, Backend, InventoryRow, Sql, Store, StoreError};
+use super::{now_timestamp, tags, Backend, InventoryRow, OrderRow, Sql, Store, StoreError};
 use crate::events::Event;
 
 /// One line of an order to place.
@@ -24,10 +24,10 @@ pub struct NewOrderLine {
 }
 
 /// What `place_order` did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Placed {
-    /// A new order with this id.
-    Created(i64),
+    /// A new order, as committed.
+    Created(OrderRow),
     /// The idempotency key was used before for the same lines: that order.
     Replayed(i64),
 }
@@ -182,34 +182,9 @@ impl Store {
         lines: &[NewOrderLine],
     ) -> Result<Placed, WriteError> {
         let now = now_timestamp();
-        let mut tx = self.begin().await?;
-
-        // Claim the key first: the unique (customer_id, idempotency_key)
-        // constraint makes a concurrent duplicate wait here, then fail.
-        let mut sql = Sql::new(
-            "INSERT INTO orders (number, customer_id, status, total_cents, currency, \
-             idempotency_key, request_hash, created_at, updated_at) VALUES (",
-        );
-        let values = [
-            sql.bind(format!("pending-{}", uuid::Uuid::new_v4())),
-            sql.bind(customer_id),
-            "'PENDING'".to_string(),
-            "0".to_string(),
-            "'USD'".to_string(),
-            sql.bind(key.to_string()),
-            sql.bind(hash.to_string()),
-            sql.bind(now.clone()),
-            sql.bind(now.clone()),
-        ];
-        sql.push(&values.join(", ")).push(") RETURNING id");
-        let (order_id,): (i64,) = self
-            .tx_fetch_all(&mut tx, sql)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or(WriteError::Store(StoreError::Config(
-                "INSERT returned no id".into(),
-            )))?;
+        // Prices are read before the key is claimed (the total goes into
+        // the claim), in a transaction that can write what it read.
+        let mut tx = self.begin_write().await?;
 
         let mut sorted = lines.to_vec();
         sorted.sort_by_key(|l| l.product_id);
@@ -222,14 +197,8 @@ impl Store {
         let prices: Vec<PriceRow> = self.tx_fetch_all(&mut tx, sql).await?;
         let mut currency = None;
         let mut total = 0_i64;
-        let mut items = Sql::new(
-            "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES ",
-        );
-        let mut allocations = Sql::new(
-            "INSERT INTO stock_allocations (order_id, product_id, warehouse, quantity) VALUES ",
-        );
-        let mut first_allocation = true;
-        for (i, line) in sorted.iter().enumerate() {
+        let mut priced = Vec::with_capacity(sorted.len());
+        for line in &sorted {
             let price =
                 prices
                     .iter()
@@ -242,6 +211,59 @@ impl Store {
                 return Err(WriteError::MixedCurrencies);
             }
             total += price.price_cents * line.quantity;
+            priced.push((*line, price.price_cents));
+        }
+        let currency = currency.unwrap_or_else(|| "USD".into());
+
+        // Claim the key: the unique (customer_id, idempotency_key) constraint
+        // makes a concurrent duplicate wait here, then fail. The order's
+        // number is made from its id in the same statement.
+        let mut sql = Sql::new("");
+        let values = [
+            sql.bind(customer_id),
+            "'PENDING'".to_string(),
+            sql.bind(total),
+            sql.bind(currency.clone()),
+            sql.bind(key.to_string()),
+            sql.bind(hash.to_string()),
+            sql.bind(now.clone()),
+            sql.bind(now.clone()),
+        ]
+        .join(", ");
+        let columns = "id, number, customer_id, status, total_cents, currency, \
+                       idempotency_key, request_hash, created_at, updated_at";
+        sql.push(&match self.backend {
+            Backend::Postgres => format!(
+                "WITH next AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id) \
+                 INSERT INTO orders ({columns}) SELECT next.id, 'CG-' || CASE \
+                 WHEN next.id < 100000000 THEN lpad(next.id::text, 8, '0') \
+                 ELSE next.id::text END, {values} FROM next RETURNING id, number"
+            ),
+            // The id SQLite would choose (an INTEGER PRIMARY KEY without
+            // AUTOINCREMENT): the writer holds the database's write lock.
+            Backend::Sqlite => format!(
+                "WITH next AS (SELECT coalesce(max(id), 0) + 1 AS id FROM orders) \
+                 INSERT INTO orders ({columns}) SELECT next.id, 'CG-' || \
+                 printf('%08d', next.id), {values} FROM next RETURNING id, number"
+            ),
+        });
+        let (order_id, number): (i64, String) = self
+            .tx_fetch_all(&mut tx, sql)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(WriteError::Store(StoreError::Config(
+                "INSERT returned no id".into(),
+            )))?;
+
+        let mut items = Sql::new(
+            "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES ",
+        );
+        let mut allocations = Sql::new(
+            "INSERT INTO stock_allocations (order_id, product_id, warehouse, quantity) VALUES ",
+        );
+        let mut first_allocation = true;
+        for (i, (line, unit_price)) in priced.iter().enumerate() {
             for (warehouse, taken) in self.take_stock(&mut tx, *line).await? {
                 let row = [
                     allocations.bind(order_id),
@@ -257,7 +279,7 @@ impl Store {
                 items.bind(order_id),
                 items.bind(line.product_id),
                 items.bind(line.quantity),
-                items.bind(price.price_cents),
+                items.bind(*unit_price),
             ];
             let sep = if i == 0 { "" } else { ", " };
             items.push(&format!("{sep}({})", row.join(", ")));
@@ -265,15 +287,6 @@ impl Store {
         self.tx_execute(&mut tx, items).await?;
         self.tx_execute(&mut tx, allocations).await?;
 
-        let mut sql = Sql::new("UPDATE orders SET number = ");
-        let number = sql.bind(format!("CG-{order_id:08}"));
-        let total = sql.bind(total);
-        let currency = sql.bind(currency.unwrap_or_else(|| "USD".into()));
-        let id = sql.bind(order_id);
-        sql.push(&format!(
-            "{number}, total_cents = {total}, currency = {currency} WHERE id = {id}"
-        ));
-        self.tx_execute(&mut tx, sql).await?;
         let events: Vec<Event> = sorted
             .iter()
             .flat_map(|line| stock_changed(line.product_id))
@@ -281,7 +294,16 @@ impl Store {
         self.notify(&mut tx, &events, false).await?;
         tx.commit().await?;
         self.committed(&events);
-        Ok(Placed::Created(order_id))
+        Ok(Placed::Created(OrderRow {
+            id: order_id,
+            number,
+            customer_id,
+            status: "PENDING".into(),
+            total_cents: total,
+            currency,
+            created_at: now.clone(),
+            updated_at: now,
+        }))
     }
 
     /// Takes `line.quantity` units from the product's warehouses, fullest

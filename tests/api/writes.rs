@@ -79,8 +79,21 @@ async fn placing_an_order_takes_stock_at_database_prices() {
     assert_eq!(order["customer"]["id"], "5");
     assert_eq!(order["total"]["cents"], price * 3);
     assert_eq!(order["items"][0]["unitPrice"]["cents"], price);
-    assert!(order["number"].as_str().unwrap().starts_with("CG-"));
+    // The number is made from the id, as the seeded orders' are.
+    let id: i64 = order["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(order["number"], format!("CG-{id:08}"));
     assert_eq!(stock(&app, "21").await.0, before - 3);
+
+    // The answer is what committed: read back, the order is the same.
+    let read = app
+        .query(
+            "query($id: ID!) { order(id: $id) { id number status total { cents } \
+             customer { id } items { quantity unitPrice { cents } product { id } } } }",
+            json!({ "id": order["id"] }),
+            Some(&app.customer_token(5)),
+        )
+        .await;
+    assert_eq!(&read.data()["order"], order);
 
     // The customer sees it among their orders.
     let mine = app
