@@ -793,9 +793,12 @@ pub(super) struct Prepared {
     pub registered: Option<Registration>,
     /// The client asked for the cost (`"extensions": {"cost": true}`).
     pub reports_cost: bool,
-    /// The document, parsed (from [`AppState::documents`]): handed to the
-    /// request only if it runs, not when the response cache answers.
+    /// A GET's document, parsed (from [`AppState::documents`]): handed to
+    /// the request only if it runs, not when the response cache answers.
     pub document: Option<Arc<ExecutableDocument>>,
+    /// Not parsed yet (a POST): parsed from [`AppState::documents`] only if
+    /// it runs.
+    pub unparsed: bool,
 }
 
 /// Checks the parameters and builds the GraphQL request: the document (sent,
@@ -846,15 +849,6 @@ pub(super) async fn prepare(
             )
             .with_header(header::ALLOW, "POST"));
         }
-    } else if resolved.registered.is_some() || app.config.limits.check_text(&request.query).is_ok()
-    {
-        // A POST's document is kept parsed too (the same texts come again
-        // and again); one over the limits on text is left for execution to
-        // refuse, in a GraphQL response, as a POST's refusals are.
-        if resolved.registered.is_none() {
-            request = request.data(graph::TextChecked);
-        }
-        document = app.documents.parse(&request.query).ok();
     }
     if let Some(name) = operation_name {
         request = request.operation_name(name);
@@ -878,8 +872,25 @@ pub(super) async fn prepare(
             cost: registered.cost,
         }),
         reports_cost,
+        unparsed: document.is_none() && *method != Method::GET,
         document,
     })
+}
+
+/// The document of a request about to run, parsed now or when its text came
+/// before (the same texts come again and again). A text over the limits on
+/// text is not parsed: execution refuses it, as it refuses one that does
+/// not parse, each with its code.
+pub(super) fn parse_kept(
+    app: &AppState,
+    request: &mut async_graphql::Request,
+    registered: bool,
+) -> Option<Arc<ExecutableDocument>> {
+    if !registered {
+        app.config.limits.check_text(&request.query).ok()?;
+        request.data.insert(graph::TextChecked);
+    }
+    app.documents.parse(&request.query).ok()
 }
 
 #[derive(Serialize)]
@@ -928,6 +939,7 @@ pub(super) async fn respond(
         registered,
         reports_cost,
         document,
+        unparsed,
     } = prepared;
     let operation = match &registered {
         Some(registration) => {
@@ -991,7 +1003,7 @@ pub(super) async fn respond(
         return unavailable(operation);
     }
     if let Some(admission) = &admission {
-        match registered {
+        match &registered {
             // A registered document's cost is known: paid before it runs.
             Some(registration) => {
                 if let Err(throttled) = admission.spend(registration.cost) {
@@ -1016,6 +1028,11 @@ pub(super) async fn respond(
         }
     }
     request = request.data(app.metrics.clone());
+    let document = match document {
+        Some(document) => Some(document),
+        None if unparsed => parse_kept(app, &mut request, registered.is_some()),
+        None => None,
+    };
     if let Some(document) = document {
         request.set_parsed_query(ExecutableDocument::clone(&document));
     }

@@ -142,9 +142,15 @@ pub(super) fn classify(
             .map_err(|exceeded| Problem::exceeded(&exceeded))?;
         prepared.request.data.insert(graph::TextChecked);
     }
-    if let Some(document) = prepared.document.take() {
+    let document = match prepared.document.take() {
+        Some(document) => Some(document),
+        // Its text passed the limits above (or was measured at registration).
+        None => app.documents.parse(&prepared.request.query).ok(),
+    };
+    if let Some(document) = document {
         prepared.request.set_parsed_query(document.as_ref().clone());
     }
+    prepared.unparsed = false;
     let name = prepared.request.operation_name.clone();
     Ok(prepared
         .request
