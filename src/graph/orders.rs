@@ -2,6 +2,7 @@
 //! never cached publicly.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::dataloader::Loader;
@@ -51,19 +52,23 @@ impl Loader<OrderId> for StoreLoader {
     }
 }
 
+/// Shared: the loader's cache and every resolver of the order hold the same
+/// rows (an order of W2 has a few, a page of orders some hundreds).
 impl Loader<ItemsOf> for StoreLoader {
-    type Value = Vec<OrderItemRow>;
+    type Value = Arc<[OrderItemRow]>;
     type Error = ApiError;
 
     async fn load(
         &self,
         keys: &[ItemsOf],
-    ) -> Result<HashMap<ItemsOf, Vec<OrderItemRow>>, ApiError> {
+    ) -> Result<HashMap<ItemsOf, Arc<[OrderItemRow]>>, ApiError> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
         let rows = self.store.order_items_by_orders(&ids).await?;
-        Ok(collect_children(keys.iter().copied(), rows, |r| {
-            ItemsOf(r.order_id)
-        }))
+        let children = collect_children(keys.iter().copied(), rows, |r| ItemsOf(r.order_id));
+        Ok(children
+            .into_iter()
+            .map(|(key, rows)| (key, rows.into()))
+            .collect())
     }
 }
 
@@ -303,13 +308,15 @@ impl Order {
     }
 
     async fn items(&self, ctx: &Context<'_>) -> Result<Vec<OrderItem>> {
-        let rows = loader(ctx)?.load_one(ItemsOf(self.0.id)).await?;
-        let currency = &self.0.currency;
+        let Some(rows) = loader(ctx)?.load_one(ItemsOf(self.0.id)).await? else {
+            return Ok(Vec::new());
+        };
+        // One currency for all the order's items.
+        let currency: Arc<str> = self.0.currency.as_str().into();
         Ok(rows
-            .unwrap_or_default()
-            .into_iter()
+            .iter()
             .map(|row| OrderItem {
-                row,
+                row: row.clone(),
                 currency: currency.clone(),
             })
             .collect())
@@ -331,7 +338,7 @@ impl Order {
 /// One line of an order, at the price paid.
 pub struct OrderItem {
     row: OrderItemRow,
-    currency: String,
+    currency: Arc<str>,
 }
 
 #[Object(cache_control(private))]
