@@ -1,13 +1,15 @@
-//! Parsed GET documents, kept by their text.
+//! Parsed documents, kept by their text.
 //!
 //! A GET is parsed before anything else is done with it, to refuse a mutation
 //! with 405, and that came before the response cache was asked: a cached
 //! persisted query (W4) spent more time in async-graphql's parser than in
 //! everything else it did. The same texts come back again and again
-//! (persisted documents, CDN misses of the same URL), so each is parsed once
-//! and its document kept, as Apollo Server keeps its parsed documents. Only
-//! documents that parse are kept, and only texts that passed the limits on
-//! text reach the parser.
+//! (persisted documents, CDN misses of the same URL, an app's few queries
+//! POSTed by every client), so each is parsed once and its document kept, as
+//! Apollo Server keeps its parsed documents: GETs before the response cache
+//! is asked, POSTs and subscriptions only when they run. Only documents that
+//! parse are kept, and only texts that passed the limits on text reach the
+//! parser.
 
 use std::sync::Arc;
 

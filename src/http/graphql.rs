@@ -877,20 +877,41 @@ pub(super) async fn prepare(
     })
 }
 
-/// The document of a request about to run, parsed now or when its text came
-/// before (the same texts come again and again). A text over the limits on
-/// text is not parsed: execution refuses it, as it refuses one that does
-/// not parse, each with its code.
-pub(super) fn parse_kept(
+/// Hands a request about to run its parsed document: `document`, a GET's,
+/// or, when `unparsed` (a POST), the one [`AppState::documents`] keeps for
+/// its text, parsed now or when the text came before. A text not measured
+/// yet is measured first, and one over the limits on text is not parsed:
+/// execution refuses it, as it refuses one that does not parse, each with
+/// its code.
+pub(super) fn attach_document(
     app: &AppState,
     request: &mut async_graphql::Request,
-    registered: bool,
-) -> Option<Arc<ExecutableDocument>> {
-    if !registered {
-        app.config.limits.check_text(&request.query).ok()?;
-        request.data.insert(graph::TextChecked);
+    document: Option<Arc<ExecutableDocument>>,
+    unparsed: bool,
+) {
+    let document = match document {
+        Some(document) => Some(document),
+        None if unparsed => {
+            // A registered document was measured when it was registered.
+            let measured = [
+                std::any::TypeId::of::<graph::Vetted>(),
+                std::any::TypeId::of::<graph::TextChecked>(),
+            ]
+            .iter()
+            .any(|ty| request.data.get(ty).is_some());
+            if !measured {
+                if app.config.limits.check_text(&request.query).is_err() {
+                    return;
+                }
+                request.data.insert(graph::TextChecked);
+            }
+            app.documents.parse(&request.query).ok()
+        }
+        None => None,
+    };
+    if let Some(document) = document {
+        request.set_parsed_query(ExecutableDocument::clone(&document));
     }
-    app.documents.parse(&request.query).ok()
 }
 
 #[derive(Serialize)]
@@ -1028,14 +1049,7 @@ pub(super) async fn respond(
         }
     }
     request = request.data(app.metrics.clone());
-    let document = match document {
-        Some(document) => Some(document),
-        None if unparsed => parse_kept(app, &mut request, registered.is_some()),
-        None => None,
-    };
-    if let Some(document) = document {
-        request.set_parsed_query(ExecutableDocument::clone(&document));
-    }
+    attach_document(app, &mut request, document, unparsed);
     let entity_keys = representations(&variables_json);
     let (request, scope) = graph::RequestScope::new(
         request,

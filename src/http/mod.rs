@@ -50,7 +50,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: PersistedQueryRegistry,
     pub response_cache: response_cache::ResponseCache,
-    /// GET documents, parsed once (see `documents`).
+    /// Documents, parsed once per text (see `documents`).
     pub documents: documents::DocumentCache,
     /// What writes publish and subscriptions watch.
     pub events: Events,

@@ -142,15 +142,12 @@ pub(super) fn classify(
             .map_err(|exceeded| Problem::exceeded(&exceeded))?;
         prepared.request.data.insert(graph::TextChecked);
     }
-    let document = match prepared.document.take() {
-        Some(document) => Some(document),
-        // Its text passed the limits above (or was measured at registration).
-        None => app.documents.parse(&prepared.request.query).ok(),
-    };
-    if let Some(document) = document {
-        prepared.request.set_parsed_query(document.as_ref().clone());
-    }
-    prepared.unparsed = false;
+    graphql::attach_document(
+        app,
+        &mut prepared.request,
+        prepared.document.take(),
+        std::mem::take(&mut prepared.unparsed),
+    );
     let name = prepared.request.operation_name.clone();
     Ok(prepared
         .request
