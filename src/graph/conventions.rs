@@ -80,10 +80,21 @@ pub struct Vetted {
 }
 
 /// Request data of a document whose text the HTTP layer already checked
-/// against the limits (a GET, parsed early to refuse mutations): the text is
-/// not checked again, so a measure-only limit logs and counts it once.
+/// against the limits (before parsing it for the document cache): the text
+/// is not checked again, so a measure-only limit logs and counts it once.
 #[derive(Clone, Copy, Debug)]
 pub struct TextChecked;
+
+/// Whether `request`'s text was measured against the limits already: it is
+/// registered ([`Vetted`]) or was checked ([`TextChecked`]).
+pub fn text_measured(request: &Request) -> bool {
+    [
+        std::any::TypeId::of::<Vetted>(),
+        std::any::TypeId::of::<TextChecked>(),
+    ]
+    .iter()
+    .any(|ty| request.data.get(ty).is_some())
+}
 
 /// Request data of a request run on a transport that streams results
 /// (WebSocket, multipart, SSE): only there may a subscription run.
@@ -224,11 +235,10 @@ pub(super) fn prepare(
 ) -> ServerResult<(Request, Prepared)> {
     let has = |ty: std::any::TypeId| request.data.get(&ty).is_some();
     let vetted = has(std::any::TypeId::of::<Vetted>());
-    let text_checked = has(std::any::TypeId::of::<TextChecked>());
     let validate_only = has(std::any::TypeId::of::<ValidateOnly>());
     // Registration validates subscription documents without running them.
     let streamed = validate_only || has(std::any::TypeId::of::<Streamed>());
-    if !vetted && !text_checked {
+    if !text_measured(&request) {
         limits.check_text(&request.query).map_err(limit_error)?;
     }
     let introspection_disabled = request.introspection_mode == IntrospectionMode::Disabled;

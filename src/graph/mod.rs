@@ -29,7 +29,9 @@ use async_graphql::{
 use batching::{RequestActivity, Tracked};
 use ftv1::InlineTrace;
 
-pub use conventions::{ExecutionStarted, RouterAccess, Streamed, TextChecked, Vetted};
+pub use conventions::{
+    text_measured, ExecutionStarted, RouterAccess, Streamed, TextChecked, Vetted,
+};
 pub use error::{code, ApiError, UNAVAILABLE_MESSAGE};
 pub use fast_path::FastSchema;
 pub use loader::{request_loader, RequestLoader};

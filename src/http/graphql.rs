@@ -892,14 +892,7 @@ pub(super) fn attach_document(
     let document = match document {
         Some(document) => Some(document),
         None if unparsed => {
-            // A registered document was measured when it was registered.
-            let measured = [
-                std::any::TypeId::of::<graph::Vetted>(),
-                std::any::TypeId::of::<graph::TextChecked>(),
-            ]
-            .iter()
-            .any(|ty| request.data.get(ty).is_some());
-            if !measured {
+            if !graph::text_measured(request) {
                 if app.config.limits.check_text(&request.query).is_err() {
                     return;
                 }
