@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, FromRow};
+use sqlx::{AnyPool, Connection, Executor, FromRow};
 
 pub use catalog::{ProductFilter, ProductPage, ProductSort, SortValue, MAX_IDS_PER_STATEMENT};
 pub use orders::OrderPage;
@@ -94,6 +94,10 @@ impl StoreError {
     }
 }
 
+/// How long a connection that answered its release ping is handed out
+/// without being pinged again (see [`Store::connect`]).
+const TRUSTED_IDLE: Duration = Duration::from_secs(1);
+
 /// How the pool opens and uses connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolSettings {
@@ -154,6 +158,21 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.connect_timeout)
+            // sqlx pings a connection when it comes back to the pool, and by
+            // default again when it is taken out: a round trip per statement
+            // outside a transaction. One that answered its release ping a
+            // moment ago is trusted; one idle for longer (a database restart
+            // may have cut it) is pinged, and replaced if it does not answer.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < TRUSTED_IDLE {
+                        return Ok(true);
+                    }
+                    conn.ping().await?;
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     match backend {
