@@ -125,17 +125,7 @@ impl Store {
         events: &[Event],
         registry: bool,
     ) -> Result<(), StoreError> {
-        if self.backend != Backend::Postgres {
-            return Ok(());
-        }
-        let notice = Notice {
-            events: events.iter().map(encode_event).collect(),
-            purge: self.tags.tags_written(),
-            registry,
-        };
-        for chunk in notice.chunks() {
-            let payload = serde_json::to_string(&chunk)
-                .map_err(|e| StoreError::Config(format!("encoding a notice: {e}")))?;
+        for payload in self.notice_payloads(events, registry)? {
             let mut sql = Sql::new("SELECT pg_notify(");
             let channel = sql.bind(CHANNEL.to_string());
             let payload = sql.bind(payload);
@@ -145,6 +135,32 @@ impl Store {
             sqlx::query_with(&text, args).execute(&mut **tx).await?;
         }
         Ok(())
+    }
+
+    /// The payloads on [`CHANNEL`] that tell other replicas of `events`,
+    /// of the cache tags written so far and, if `registry`, of a change to
+    /// the persisted queries; none on SQLite, which has no other replicas.
+    pub(super) fn notice_payloads(
+        &self,
+        events: &[Event],
+        registry: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(Vec::new());
+        }
+        let notice = Notice {
+            events: events.iter().map(encode_event).collect(),
+            purge: self.tags.tags_written(),
+            registry,
+        };
+        notice
+            .chunks()
+            .iter()
+            .map(|chunk| {
+                serde_json::to_string(chunk)
+                    .map_err(|e| StoreError::Config(format!("encoding a notice: {e}")))
+            })
+            .collect()
     }
 
     /// Records events whose transaction committed, for the caller to take.

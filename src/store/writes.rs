@@ -1,12 +1,14 @@
 //! Writes: placing, cancelling and moving orders; reviews; prices; stock.
 //!
-//! Each write is one transaction whose first statement writes, so SQLite takes
-//! its write lock before reading anything (no lock upgrade to fail) and
-//! PostgreSQL locks the rows it is about to change. Races are settled by the
-//! database, not by check-then-act in Rust: a unique constraint decides which
-//! of two concurrent orders with one idempotency key wins, a conditional
-//! `UPDATE … WHERE available >= n` decides whether stock can be taken, and a
-//! conditional `UPDATE … WHERE status = …` decides whether a status may move.
+//! Each write is one transaction that locks what it is about to change
+//! before it reads it: an order opens with SQLite's write lock (`BEGIN
+//! IMMEDIATE`) or locks its stock rows on PostgreSQL (`FOR UPDATE`), and
+//! the other writes start by writing. Races are settled by the database, not
+//! by check-then-act in Rust: a unique constraint decides which of two
+//! concurrent orders with one idempotency key wins, a locked read decides
+//! whether stock can be taken, a conditional `UPDATE … WHERE available + n
+//! >= 0` whether stock may be adjusted, and a conditional `UPDATE … WHERE
+//! status = …` whether a status may move.
 
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
@@ -94,8 +96,158 @@ struct PriceRow {
 
 #[derive(FromRow)]
 struct StockRow {
+    available: i64,
+}
+
+/// A product's stock in one warehouse, as read before an order takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct StockLevel {
+    product_id: i64,
     warehouse: String,
     available: i64,
+}
+
+/// What an order costs and takes, worked out before anything is written.
+#[derive(Debug, PartialEq, Eq)]
+struct OrderPlan {
+    currency: String,
+    total: i64,
+    /// Each line with its unit price, by product id.
+    priced: Vec<(NewOrderLine, i64)>,
+    /// (product, warehouse, units taken), one per pair, by product then warehouse.
+    taken: Vec<(i64, String, i64)>,
+}
+
+/// Prices `sorted` (lines by product id) and takes their stock from the
+/// fullest warehouses first (equally full ones by name), all lines or none.
+/// Every product must exist and share one currency.
+fn plan_order(
+    sorted: &[NewOrderLine],
+    prices: &[PriceRow],
+    stock: &[StockLevel],
+) -> Result<OrderPlan, WriteError> {
+    let mut currency: Option<&str> = None;
+    let mut total = 0_i64;
+    let mut priced = Vec::with_capacity(sorted.len());
+    for line in sorted {
+        let price = prices
+            .iter()
+            .find(|p| p.id == line.product_id)
+            .ok_or(WriteError::NotFound {
+                what: "product",
+                id: line.product_id,
+            })?;
+        if *currency.get_or_insert(&price.currency) != price.currency {
+            return Err(WriteError::MixedCurrencies);
+        }
+        total += price.price_cents * line.quantity;
+        priced.push((*line, price.price_cents));
+    }
+    let mut left: Vec<StockLevel> = stock.to_vec();
+    let mut taken: Vec<(i64, String, i64)> = Vec::new();
+    for line in sorted {
+        let mut levels: Vec<&mut StockLevel> = left
+            .iter_mut()
+            .filter(|s| s.product_id == line.product_id && s.available > 0)
+            .collect();
+        // Stable: equally full warehouses stay in name order.
+        levels.sort_by_key(|s| std::cmp::Reverse(s.available));
+        let mut remaining = line.quantity;
+        for level in levels {
+            if remaining == 0 {
+                break;
+            }
+            let take = remaining.min(level.available);
+            level.available -= take;
+            remaining -= take;
+            match taken
+                .iter_mut()
+                .find(|(p, w, _)| *p == line.product_id && *w == level.warehouse)
+            {
+                Some((_, _, units)) => *units += take,
+                None => taken.push((line.product_id, level.warehouse.clone(), take)),
+            }
+        }
+        if remaining > 0 {
+            return Err(WriteError::OutOfStock {
+                product_id: line.product_id,
+            });
+        }
+    }
+    taken.sort();
+    Ok(OrderPlan {
+        currency: currency.unwrap_or("USD").to_string(),
+        total,
+        priced,
+        taken,
+    })
+}
+
+impl OrderPlan {
+    /// Binds `(product, quantity, unit price)` rows for `VALUES`, each led
+    /// by `order_id` when it is known.
+    fn item_rows(&self, sql: &mut Sql, order_id: Option<i64>) -> String {
+        let rows: Vec<String> = self
+            .priced
+            .iter()
+            .map(|(line, unit_price)| {
+                let mut row: Vec<String> = order_id.iter().map(|id| sql.bind(*id)).collect();
+                row.push(sql.bind(line.product_id));
+                row.push(sql.bind(line.quantity));
+                row.push(sql.bind(*unit_price));
+                format!("({})", row.join(", "))
+            })
+            .collect();
+        rows.join(", ")
+    }
+
+    /// Binds `(product, warehouse, units)` rows for `VALUES`, each led by
+    /// `order_id` when it is known.
+    fn allocation_rows(&self, sql: &mut Sql, order_id: Option<i64>) -> String {
+        let rows: Vec<String> = self
+            .taken
+            .iter()
+            .map(|(product_id, warehouse, units)| {
+                let mut row: Vec<String> = order_id.iter().map(|id| sql.bind(*id)).collect();
+                row.push(sql.bind(*product_id));
+                row.push(sql.bind(warehouse.clone()));
+                row.push(sql.bind(*units));
+                format!("({})", row.join(", "))
+            })
+            .collect();
+        rows.join(", ")
+    }
+}
+
+/// The columns an order is inserted with, `id` and `number` first (see
+/// [`NewOrder::values`]).
+const ORDER_COLUMNS: &str = "id, number, customer_id, status, total_cents, currency, \
+                             idempotency_key, request_hash, created_at, updated_at";
+
+/// An order about to be written: who places it, with which key, and its plan.
+struct NewOrder<'a> {
+    customer_id: i64,
+    key: &'a str,
+    hash: &'a str,
+    now: &'a str,
+    plan: &'a OrderPlan,
+}
+
+impl NewOrder<'_> {
+    /// Binds the values of [`ORDER_COLUMNS`] after `id` and `number`.
+    fn values(&self, sql: &mut Sql) -> String {
+        [
+            sql.bind(self.customer_id),
+            "'PENDING'".to_string(),
+            sql.bind(self.plan.total),
+            sql.bind(self.plan.currency.clone()),
+            sql.bind(self.key.to_string()),
+            sql.bind(self.hash.to_string()),
+            sql.bind(self.now.to_string()),
+            sql.bind(self.now.to_string()),
+        ]
+        .join(", ")
+    }
 }
 
 #[derive(FromRow)]
@@ -182,176 +334,194 @@ impl Store {
         lines: &[NewOrderLine],
     ) -> Result<Placed, WriteError> {
         let now = now_timestamp();
-        // Prices are read before the key is claimed (the total goes into
-        // the claim), in a transaction that can write what it read.
+        // Prices and stock are read before the key is claimed (the total
+        // goes into the claim), in a transaction that can write what it read.
         let mut tx = self.begin_write().await?;
-
         let mut sorted = lines.to_vec();
         sorted.sort_by_key(|l| l.product_id);
+        let (prices, stock) = self.read_for_order(&mut tx, &sorted).await?;
+        let plan = plan_order(&sorted, &prices, &stock)?;
+        let events: Vec<Event> = sorted
+            .iter()
+            .flat_map(|line| stock_changed(line.product_id))
+            .collect();
+        let order = NewOrder {
+            customer_id,
+            key,
+            hash,
+            now: &now,
+            plan: &plan,
+        };
+        let (id, number) = match self.backend {
+            Backend::Postgres => self.write_order_postgres(&mut tx, &order, &events).await?,
+            Backend::Sqlite => self.write_order_sqlite(&mut tx, &order).await?,
+        };
+        tx.commit().await?;
+        self.committed(&events);
+        Ok(Placed::Created(OrderRow {
+            id,
+            number,
+            customer_id,
+            status: "PENDING".into(),
+            total_cents: plan.total,
+            currency: plan.currency,
+            created_at: now.clone(),
+            updated_at: now,
+        }))
+    }
+
+    /// The prices of `lines`' products and their stock, in one statement.
+    /// On PostgreSQL the stock rows are locked (`FOR UPDATE`) in the order
+    /// of the `ORDER BY` (products by id, then warehouses by name), so what
+    /// is read is what is taken and concurrent orders cannot deadlock;
+    /// SQLite's write lock already serialises writers. A product without
+    /// stock has no row in the join; its price is read on its own, to tell
+    /// an unknown product from one that is sold out.
+    async fn read_for_order(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        sorted: &[NewOrderLine],
+    ) -> Result<(Vec<PriceRow>, Vec<StockLevel>), WriteError> {
         let ids: Vec<i64> = sorted.iter().map(|l| l.product_id).collect();
         let mut sql = Sql::new("");
         let list = sql.bind_list(&ids);
         sql.push(&format!(
-            "SELECT id, price_cents, currency FROM products WHERE id IN ({list})"
+            "SELECT p.id, p.price_cents, p.currency, i.warehouse, i.available \
+             FROM products p JOIN inventory i ON i.product_id = p.id \
+             WHERE p.id IN ({list}) AND i.available > 0 ORDER BY p.id, i.warehouse"
         ));
-        let prices: Vec<PriceRow> = self.tx_fetch_all(&mut tx, sql).await?;
-        let mut currency = None;
-        let mut total = 0_i64;
-        let mut priced = Vec::with_capacity(sorted.len());
-        for line in &sorted {
-            let price =
-                prices
-                    .iter()
-                    .find(|p| p.id == line.product_id)
-                    .ok_or(WriteError::NotFound {
-                        what: "product",
-                        id: line.product_id,
-                    })?;
-            if *currency.get_or_insert(price.currency.clone()) != price.currency {
-                return Err(WriteError::MixedCurrencies);
-            }
-            total += price.price_cents * line.quantity;
-            priced.push((*line, price.price_cents));
+        if self.backend == Backend::Postgres {
+            sql.push(" FOR UPDATE OF i");
         }
-        let currency = currency.unwrap_or_else(|| "USD".into());
+        let rows: Vec<(i64, i64, String, String, i64)> = self.tx_fetch_all(tx, sql).await?;
+        let mut prices: Vec<PriceRow> = Vec::with_capacity(ids.len());
+        let mut stock = Vec::with_capacity(rows.len());
+        for (id, price_cents, currency, warehouse, available) in rows {
+            if prices.last().is_none_or(|p| p.id != id) {
+                prices.push(PriceRow {
+                    id,
+                    price_cents,
+                    currency,
+                });
+            }
+            stock.push(StockLevel {
+                product_id: id,
+                warehouse,
+                available,
+            });
+        }
+        let unstocked: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !prices.iter().any(|p| p.id == *id))
+            .collect();
+        if !unstocked.is_empty() {
+            let mut sql = Sql::new("");
+            let list = sql.bind_list(&unstocked);
+            sql.push(&format!(
+                "SELECT id, price_cents, currency FROM products WHERE id IN ({list})"
+            ));
+            prices.extend(self.tx_fetch_all::<PriceRow>(tx, sql).await?);
+        }
+        Ok((prices, stock))
+    }
 
-        // Claim the key: the unique (customer_id, idempotency_key) constraint
-        // makes a concurrent duplicate wait here, then fail. The order's
-        // number is made from its id in the same statement.
+    /// Writes a planned order in one statement of data-modifying CTEs: the
+    /// order (claiming the key; its number is made from its id), its items,
+    /// its allocations, the stock it takes and the notice to other replicas.
+    /// One round trip instead of one per table.
+    async fn write_order_postgres(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        order: &NewOrder<'_>,
+        events: &[Event],
+    ) -> Result<(i64, String), WriteError> {
         let mut sql = Sql::new("");
-        let values = [
-            sql.bind(customer_id),
-            "'PENDING'".to_string(),
-            sql.bind(total),
-            sql.bind(currency.clone()),
-            sql.bind(key.to_string()),
-            sql.bind(hash.to_string()),
-            sql.bind(now.clone()),
-            sql.bind(now.clone()),
-        ]
-        .join(", ");
-        let columns = "id, number, customer_id, status, total_cents, currency, \
-                       idempotency_key, request_hash, created_at, updated_at";
-        sql.push(&match self.backend {
-            Backend::Postgres => format!(
-                "WITH next AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id) \
-                 INSERT INTO orders ({columns}) SELECT next.id, 'CG-' || CASE \
-                 WHEN next.id < 100000000 THEN lpad(next.id::text, 8, '0') \
-                 ELSE next.id::text END, {values} FROM next RETURNING id, number"
-            ),
-            // The id SQLite would choose (an INTEGER PRIMARY KEY without
-            // AUTOINCREMENT): the writer holds the database's write lock.
-            Backend::Sqlite => format!(
-                "WITH next AS (SELECT coalesce(max(id), 0) + 1 AS id FROM orders) \
-                 INSERT INTO orders ({columns}) SELECT next.id, 'CG-' || \
-                 printf('%08d', next.id), {values} FROM next RETURNING id, number"
-            ),
-        });
-        let (order_id, number): (i64, String) = self
-            .tx_fetch_all(&mut tx, sql)
+        let values = order.values(&mut sql);
+        let items = order.plan.item_rows(&mut sql, None);
+        let taken = order.plan.allocation_rows(&mut sql, None);
+        let payloads = self.notice_payloads(events, false)?;
+        let notices = if payloads.is_empty() {
+            "0".to_string()
+        } else {
+            let channel = sql.bind(super::notices::CHANNEL.to_string());
+            let rows: Vec<String> = payloads
+                .into_iter()
+                .map(|payload| format!("({})", sql.bind(payload)))
+                .collect();
+            format!(
+                "(SELECT count(pg_notify({channel}, n.column1)) FROM (VALUES {}) AS n)",
+                rows.join(", ")
+            )
+        };
+        sql.push(&format!(
+            "WITH next AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id), \
+             placed AS (INSERT INTO orders ({ORDER_COLUMNS}) SELECT next.id, 'CG-' || CASE \
+             WHEN next.id < 100000000 THEN lpad(next.id::text, 8, '0') ELSE next.id::text END, \
+             {values} FROM next RETURNING id, number), \
+             taken AS (VALUES {taken}), \
+             items AS (INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) \
+             SELECT placed.id, v.column1, v.column2, v.column3 FROM placed, (VALUES {items}) AS v), \
+             allocations AS (INSERT INTO stock_allocations (order_id, product_id, warehouse, quantity) \
+             SELECT placed.id, taken.column1, taken.column2, taken.column3 FROM placed, taken), \
+             stock AS (UPDATE inventory SET available = inventory.available - taken.column3 \
+             FROM taken WHERE inventory.product_id = taken.column1 \
+             AND inventory.warehouse = taken.column2) \
+             SELECT placed.id, placed.number, {notices} FROM placed"
+        ));
+        let row: Option<(i64, String, i64)> =
+            self.tx_fetch_all(tx, sql).await?.into_iter().next();
+        row.map(|(id, number, _)| (id, number))
+            .ok_or(WriteError::Store(StoreError::Config(
+                "INSERT returned no id".into(),
+            )))
+    }
+
+    /// Writes a planned order statement by statement: SQLite has no
+    /// data-modifying CTEs, and no round trips to save.
+    async fn write_order_sqlite(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        order: &NewOrder<'_>,
+    ) -> Result<(i64, String), WriteError> {
+        let mut sql = Sql::new("");
+        let values = order.values(&mut sql);
+        // The id SQLite would choose (an INTEGER PRIMARY KEY without
+        // AUTOINCREMENT): the writer holds the database's write lock.
+        sql.push(&format!(
+            "WITH next AS (SELECT coalesce(max(id), 0) + 1 AS id FROM orders) \
+             INSERT INTO orders ({ORDER_COLUMNS}) SELECT next.id, 'CG-' || \
+             printf('%08d', next.id), {values} FROM next RETURNING id, number"
+        ));
+        let (id, number): (i64, String) = self
+            .tx_fetch_all(tx, sql)
             .await?
             .into_iter()
             .next()
             .ok_or(WriteError::Store(StoreError::Config(
                 "INSERT returned no id".into(),
             )))?;
-
-        let mut items = Sql::new(
-            "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES ",
-        );
-        let mut allocations = Sql::new(
-            "INSERT INTO stock_allocations (order_id, product_id, warehouse, quantity) VALUES ",
-        );
-        let mut first_allocation = true;
-        for (i, (line, unit_price)) in priced.iter().enumerate() {
-            for (warehouse, taken) in self.take_stock(&mut tx, *line).await? {
-                let row = [
-                    allocations.bind(order_id),
-                    allocations.bind(line.product_id),
-                    allocations.bind(warehouse),
-                    allocations.bind(taken),
-                ];
-                let sep = if first_allocation { "" } else { ", " };
-                first_allocation = false;
-                allocations.push(&format!("{sep}({})", row.join(", ")));
-            }
-            let row = [
-                items.bind(order_id),
-                items.bind(line.product_id),
-                items.bind(line.quantity),
-                items.bind(*unit_price),
-            ];
-            let sep = if i == 0 { "" } else { ", " };
-            items.push(&format!("{sep}({})", row.join(", ")));
-        }
-        self.tx_execute(&mut tx, items).await?;
-        self.tx_execute(&mut tx, allocations).await?;
-
-        let events: Vec<Event> = sorted
-            .iter()
-            .flat_map(|line| stock_changed(line.product_id))
-            .collect();
-        self.notify(&mut tx, &events, false).await?;
-        tx.commit().await?;
-        self.committed(&events);
-        Ok(Placed::Created(OrderRow {
-            id: order_id,
-            number,
-            customer_id,
-            status: "PENDING".into(),
-            total_cents: total,
-            currency,
-            created_at: now.clone(),
-            updated_at: now,
-        }))
-    }
-
-    /// Takes `line.quantity` units from the product's warehouses, fullest
-    /// first. Each decrement is conditional on the stock still being there,
-    /// so concurrent orders can never drive it below zero. On PostgreSQL the
-    /// product's stock rows are locked first (`FOR UPDATE`, by warehouse
-    /// name), so what is read is what is taken, and concurrent writers lock
-    /// rows in one order (products by id, then warehouses by name) and
-    /// cannot deadlock; SQLite's write lock already serialises writers.
-    async fn take_stock(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        line: NewOrderLine,
-    ) -> Result<Vec<(String, i64)>, WriteError> {
-        let mut sql = Sql::new("SELECT warehouse, available FROM inventory WHERE product_id = ");
-        let p = sql.bind(line.product_id);
-        sql.push(&format!("{p} AND available > 0 ORDER BY warehouse"));
-        if self.backend == Backend::Postgres {
-            sql.push(" FOR UPDATE");
-        }
-        let mut stock: Vec<StockRow> = self.tx_fetch_all(tx, sql).await?;
-        // Stable: equally full warehouses stay in name order.
-        stock.sort_by_key(|row| std::cmp::Reverse(row.available));
-        let mut remaining = line.quantity;
-        let mut taken = Vec::new();
-        for row in stock {
-            if remaining == 0 {
-                break;
-            }
-            let take = remaining.min(row.available);
+        let mut sql = Sql::new("");
+        let rows = order.plan.item_rows(&mut sql, Some(id));
+        sql.push(&format!(
+            "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES {rows}"
+        ));
+        self.tx_execute(tx, sql).await?;
+        let mut sql = Sql::new("");
+        let rows = order.plan.allocation_rows(&mut sql, Some(id));
+        sql.push(&format!(
+            "INSERT INTO stock_allocations (order_id, product_id, warehouse, quantity) VALUES {rows}"
+        ));
+        self.tx_execute(tx, sql).await?;
+        for (product_id, warehouse, quantity) in &order.plan.taken {
             let mut sql = Sql::new("UPDATE inventory SET available = available - ");
-            let t = sql.bind(take);
-            let p = sql.bind(line.product_id);
-            let w = sql.bind(row.warehouse.clone());
-            sql.push(&format!(
-                "{t} WHERE product_id = {p} AND warehouse = {w} AND available >= {t}"
-            ));
-            if self.tx_execute(tx, sql).await? == 1 {
-                remaining -= take;
-                taken.push((row.warehouse, take));
-            }
+            let q = sql.bind(*quantity);
+            let p = sql.bind(*product_id);
+            let w = sql.bind(warehouse.clone());
+            sql.push(&format!("{q} WHERE product_id = {p} AND warehouse = {w}"));
+            self.tx_execute(tx, sql).await?;
         }
-        if remaining > 0 {
-            return Err(WriteError::OutOfStock {
-                product_id: line.product_id,
-            });
-        }
-        Ok(taken)
+        Ok((id, number))
     }
 
     /// Moves an order to `to` if the state machine allows it from its current
@@ -505,7 +675,7 @@ impl Store {
         ));
         if self.tx_execute(&mut tx, sql).await? == 0 {
             let mut sql =
-                Sql::new("SELECT warehouse, available FROM inventory WHERE product_id = ");
+                Sql::new("SELECT available FROM inventory WHERE product_id = ");
             let p = sql.bind(product_id);
             let w = sql.bind(warehouse.to_string());
             sql.push(&format!("{p} AND warehouse = {w}"));
@@ -586,6 +756,99 @@ mod tests {
             a[1],
         ];
         assert_ne!(request_hash(&a), request_hash(&c));
+    }
+
+    fn line(product_id: i64, quantity: i64) -> NewOrderLine {
+        NewOrderLine {
+            product_id,
+            quantity,
+        }
+    }
+
+    fn price(id: i64, price_cents: i64, currency: &str) -> PriceRow {
+        PriceRow {
+            id,
+            price_cents,
+            currency: currency.into(),
+        }
+    }
+
+    fn level(product_id: i64, warehouse: &str, available: i64) -> StockLevel {
+        StockLevel {
+            product_id,
+            warehouse: warehouse.into(),
+            available,
+        }
+    }
+
+    #[test]
+    fn an_order_takes_from_the_fullest_warehouses_first() {
+        let prices = [price(1, 250, "EUR"), price(2, 1000, "EUR")];
+        let stock = [
+            level(1, "ams", 2),
+            level(1, "ber", 5),
+            level(2, "ams", 3),
+            level(2, "ber", 3),
+        ];
+        let plan = plan_order(&[line(1, 6), line(2, 1)], &prices, &stock).unwrap();
+        assert_eq!(plan.total, 6 * 250 + 1000);
+        assert_eq!(plan.currency, "EUR");
+        assert_eq!(plan.priced, [(line(1, 6), 250), (line(2, 1), 1000)]);
+        // Product 1: all 5 from ber, then 1 from ams; product 2: a tie, so ams.
+        assert_eq!(
+            plan.taken,
+            [
+                (1, "ams".to_string(), 1),
+                (1, "ber".to_string(), 5),
+                (2, "ams".to_string(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_order_is_refused_whole_when_one_line_cannot_be_met() {
+        let prices = [price(1, 100, "USD"), price(2, 100, "USD")];
+        let stock = [level(1, "ams", 9), level(2, "ams", 1), level(2, "ber", 1)];
+        let refused = plan_order(&[line(1, 1), line(2, 3)], &prices, &stock);
+        assert!(matches!(
+            refused,
+            Err(WriteError::OutOfStock { product_id: 2 })
+        ));
+        // Sold out everywhere: the product exists, so it is stock, not a 404.
+        let refused = plan_order(&[line(2, 1)], &prices, &[]);
+        assert!(matches!(
+            refused,
+            Err(WriteError::OutOfStock { product_id: 2 })
+        ));
+    }
+
+    #[test]
+    fn an_order_names_an_unknown_product_and_refuses_mixed_currencies() {
+        let prices = [price(1, 100, "USD"), price(2, 100, "EUR")];
+        let stock = [level(1, "ams", 9), level(2, "ams", 9)];
+        assert!(matches!(
+            plan_order(&[line(1, 1), line(7, 1)], &prices, &stock),
+            Err(WriteError::NotFound {
+                what: "product",
+                id: 7
+            })
+        ));
+        assert!(matches!(
+            plan_order(&[line(1, 1), line(2, 1)], &prices, &stock),
+            Err(WriteError::MixedCurrencies)
+        ));
+    }
+
+    #[test]
+    fn lines_of_one_product_share_its_stock() {
+        let prices = [price(1, 100, "USD")];
+        let stock = [level(1, "ams", 3), level(1, "ber", 2)];
+        let plan = plan_order(&[line(1, 3), line(1, 2)], &prices, &stock).unwrap();
+        assert_eq!(
+            plan.taken,
+            [(1, "ams".to_string(), 3), (1, "ber".to_string(), 2)]
+        );
+        assert!(plan_order(&[line(1, 3), line(1, 3)], &prices, &stock).is_err());
     }
 
     #[test]

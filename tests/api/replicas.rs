@@ -88,6 +88,52 @@ async fn a_write_that_failed_sends_no_event() {
     );
 }
 
+#[tokio::test]
+async fn an_order_on_one_replica_is_heard_with_its_stock_on_the_other() {
+    let Some((a, b)) = two_replicas().await else {
+        return;
+    };
+    let stock = "{ product(id: \"9\") { inventory { warehouse available } } }";
+    let before = a.query(stock, json!({}), None).await.data()["product"]["inventory"].clone();
+    let mut socket = connected(&a, json!({})).await;
+    subscribe(
+        &mut socket,
+        "stock",
+        "subscription { inventoryChanged(productId: \"9\") { warehouse available } }",
+        json!({}),
+    )
+    .await;
+    settle(&mut socket).await;
+
+    let placed = b
+        .query(
+            "mutation { placeOrder(input: { idempotencyKey: \"heard-on-a\", \
+             items: [{ productId: \"9\", quantity: 2 }] }) { order { id } } }",
+            json!({}),
+            Some(&b.customer_token(3)),
+        )
+        .await;
+    placed.data();
+    let event = next_within(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("A hears of B's order");
+    let after = event["payload"]["data"]["inventoryChanged"].clone();
+    let total = |levels: &serde_json::Value| -> i64 {
+        levels
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["available"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(total(&after), total(&before) - 2, "{before} then {after}");
+    // A's cached stock was purged by the same notice.
+    assert_eq!(
+        a.query(stock, json!({}), None).await.data()["product"]["inventory"],
+        after
+    );
+}
+
 async fn cached_price(app: &TestApp, id: &str) -> (i64, usize) {
     let query = format!("{{ product(id: \"{id}\") {{ price {{ cents }} }} }}");
     let response = app
