@@ -6,9 +6,9 @@
 //! the other writes start by writing. Races are settled by the database, not
 //! by check-then-act in Rust: a unique constraint decides which of two
 //! concurrent orders with one idempotency key wins, a locked read decides
-//! whether stock can be taken, a conditional `UPDATE … WHERE available + n
-//! >= 0` whether stock may be adjusted, and a conditional `UPDATE … WHERE
-//! status = …` whether a status may move.
+//! whether stock can be taken, a conditional `UPDATE` (`available + n` at
+//! least zero) whether stock may be adjusted, and a conditional `UPDATE …
+//! WHERE status = …` whether a status may move.
 
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
@@ -130,13 +130,14 @@ fn plan_order(
     let mut total = 0_i64;
     let mut priced = Vec::with_capacity(sorted.len());
     for line in sorted {
-        let price = prices
-            .iter()
-            .find(|p| p.id == line.product_id)
-            .ok_or(WriteError::NotFound {
-                what: "product",
-                id: line.product_id,
-            })?;
+        let price =
+            prices
+                .iter()
+                .find(|p| p.id == line.product_id)
+                .ok_or(WriteError::NotFound {
+                    what: "product",
+                    id: line.product_id,
+                })?;
         if *currency.get_or_insert(&price.currency) != price.currency {
             return Err(WriteError::MixedCurrencies);
         }
@@ -469,8 +470,7 @@ impl Store {
              AND inventory.warehouse = taken.column2) \
              SELECT placed.id, placed.number, {notices} FROM placed"
         ));
-        let row: Option<(i64, String, i64)> =
-            self.tx_fetch_all(tx, sql).await?.into_iter().next();
+        let row: Option<(i64, String, i64)> = self.tx_fetch_all(tx, sql).await?.into_iter().next();
         row.map(|(id, number, _)| (id, number))
             .ok_or(WriteError::Store(StoreError::Config(
                 "INSERT returned no id".into(),
@@ -674,8 +674,7 @@ impl Store {
             "{d} WHERE product_id = {p} AND warehouse = {w} AND available + {d} >= 0"
         ));
         if self.tx_execute(&mut tx, sql).await? == 0 {
-            let mut sql =
-                Sql::new("SELECT available FROM inventory WHERE product_id = ");
+            let mut sql = Sql::new("SELECT available FROM inventory WHERE product_id = ");
             let p = sql.bind(product_id);
             let w = sql.bind(warehouse.to_string());
             sql.push(&format!("{p} AND warehouse = {w}"));
