@@ -98,6 +98,21 @@ impl RequestLoader {
         self.loader.load_one(key).await
     }
 
+    /// The values of `keys` found, from the request's cache or in the next
+    /// batch: one wait for a whole list instead of one per key.
+    pub async fn load_many<K>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<HashMap<K, <StoreLoader as Loader<K>>::Value>, <StoreLoader as Loader<K>>::Error>
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        StoreLoader: Loader<K>,
+    {
+        let keys: Vec<K> = keys.into_iter().collect();
+        self.lookups.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        self.loader.load_many(keys).await
+    }
+
     /// Puts a value the request already holds (a write's result) in the
     /// cache, so reading it back costs no statement.
     pub async fn feed_one<K>(&self, key: K, value: <StoreLoader as Loader<K>>::Value)

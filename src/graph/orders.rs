@@ -24,7 +24,7 @@ use super::pagination::{
 };
 use crate::auth::Viewer;
 use crate::events::Topic;
-use crate::store::{self, OrderItemRow, OrderPage, OrderRow};
+use crate::store::{self, OrderItemRow, OrderPage, OrderRow, ProductRow};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OrderId(pub i64);
@@ -311,6 +311,15 @@ impl Order {
         let Some(rows) = loader(ctx)?.load_one(ItemsOf(self.0.id)).await? else {
             return Ok(Vec::new());
         };
+        // The items' products, when they are asked for, in one look-up for
+        // the order rather than one per item (the same batch either way).
+        let products = if ctx.look_ahead().field("product").exists() {
+            loader(ctx)?
+                .load_many(rows.iter().map(|row| ProductId(row.product_id)))
+                .await?
+        } else {
+            HashMap::new()
+        };
         // One currency for all the order's items.
         let currency: Arc<str> = self.0.currency.as_str().into();
         Ok(rows
@@ -318,6 +327,7 @@ impl Order {
             .map(|row| OrderItem {
                 row: row.clone(),
                 currency: currency.clone(),
+                product: products.get(&ProductId(row.product_id)).cloned(),
             })
             .collect())
     }
@@ -339,6 +349,8 @@ impl Order {
 pub struct OrderItem {
     row: OrderItemRow,
     currency: Arc<str>,
+    /// Its product, if the order already looked it up.
+    product: Option<Arc<ProductRow>>,
 }
 
 #[Object(cache_control(private))]
@@ -348,9 +360,14 @@ impl OrderItem {
     }
 
     async fn product(&self, ctx: &Context<'_>) -> Result<Product> {
-        let row = loader(ctx)?
-            .load_one(ProductId(self.row.product_id))
-            .await?;
+        let row = match &self.product {
+            Some(row) => Some(row.clone()),
+            None => {
+                loader(ctx)?
+                    .load_one(ProductId(self.row.product_id))
+                    .await?
+            }
+        };
         row.map(Product).ok_or_else(|| {
             ApiError::from(store::StoreError::Corrupt {
                 table: "order_items",

@@ -569,7 +569,7 @@ impl Store {
                 "SELECT product_id, warehouse, quantity FROM stock_allocations WHERE order_id = ",
             );
             let id = sql.bind(order_id);
-            // The lock order of `take_stock`: products by id, warehouses by name.
+            // The lock order of `read_for_order`: products by id, warehouses by name.
             sql.push(&format!("{id} ORDER BY product_id, warehouse"));
             let allocations: Vec<AllocationRow> = self.tx_fetch_all(&mut tx, sql).await?;
             self.tags
