@@ -258,6 +258,14 @@ struct AllocationRow {
     quantity: i64,
 }
 
+/// An order refused for what it asks (not for a failure of the database).
+fn is_refusal(error: &WriteError) -> bool {
+    matches!(
+        error,
+        WriteError::NotFound { .. } | WriteError::OutOfStock { .. } | WriteError::MixedCurrencies
+    )
+}
+
 fn is_unique_violation(error: &WriteError) -> bool {
     matches!(
         error,
@@ -309,7 +317,9 @@ impl Store {
         self.tags
             .wrote(lines.iter().map(|line| tags::inventory(line.product_id)));
         match self.insert_order(customer_id, key, &hash, lines).await {
-            Err(error) if is_unique_violation(&error) => {
+            // A refusal is checked against the key too: a retry of an order
+            // that took the last units finds none left, but has its answer.
+            Err(error) if is_unique_violation(&error) || is_refusal(&error) => {
                 // Another call with this key committed first (or earlier):
                 // its order is the answer, if it was the same order.
                 let mut sql = Sql::new("SELECT id, request_hash FROM orders WHERE customer_id = ");

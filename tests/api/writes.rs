@@ -141,6 +141,43 @@ async fn a_retry_with_the_same_key_returns_the_same_order_and_takes_stock_once()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_of_an_order_that_took_the_last_units_returns_that_order() {
+    let app = TestApp::spawn().await;
+    set_stock(&app, "25", 2).await;
+    let items = json!([{ "productId": "25", "quantity": 2 }]);
+    let first = place(&app, 9, "last-units", items.clone()).await;
+    let again = place(&app, 9, "last-units", items.clone()).await;
+    assert_eq!(
+        again.data()["placeOrder"]["replayed"],
+        true,
+        "{}",
+        again.body
+    );
+    assert_eq!(
+        first.data()["placeOrder"]["order"]["id"],
+        again.data()["placeOrder"]["order"]["id"]
+    );
+    // Concurrent retries, as a client whose connection dropped sends them.
+    set_stock(&app, "26", 1).await;
+    let items = json!([{ "productId": "26", "quantity": 1 }]);
+    let replies = join_all((0..10).map(|_| place(&app, 9, "last-unit", items.clone()))).await;
+    let ids: std::collections::BTreeSet<String> = replies
+        .iter()
+        .map(|r| {
+            r.data()["placeOrder"]["order"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}", r.body))
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one order: {ids:?}");
+    assert_eq!(stock(&app, "26").await.0, 0);
+    // Another customer asking for the same unit is told it is gone.
+    let late = place(&app, 10, "last-unit", items).await;
+    assert_eq!(late.error_codes(), ["OUT_OF_STOCK"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_retries_create_exactly_one_order() {
     let app = TestApp::spawn().await;
     set_stock(&app, "23", 100).await;
