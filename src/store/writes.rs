@@ -188,36 +188,59 @@ impl OrderPlan {
     /// Binds `(product, quantity, unit price)` rows for `VALUES`, each led
     /// by `order_id` when it is known.
     fn item_rows(&self, sql: &mut Sql, order_id: Option<i64>) -> String {
-        let rows: Vec<String> = self
-            .priced
-            .iter()
-            .map(|(line, unit_price)| {
-                let mut row: Vec<String> = order_id.iter().map(|id| sql.bind(*id)).collect();
-                row.push(sql.bind(line.product_id));
-                row.push(sql.bind(line.quantity));
-                row.push(sql.bind(*unit_price));
-                format!("({})", row.join(", "))
-            })
-            .collect();
-        rows.join(", ")
+        value_rows(sql, order_id, &self.priced, |sql, (line, unit_price)| {
+            [
+                sql.bind(line.product_id),
+                sql.bind(line.quantity),
+                sql.bind(*unit_price),
+            ]
+        })
     }
 
     /// Binds `(product, warehouse, units)` rows for `VALUES`, each led by
     /// `order_id` when it is known.
     fn allocation_rows(&self, sql: &mut Sql, order_id: Option<i64>) -> String {
-        let rows: Vec<String> = self
-            .taken
-            .iter()
-            .map(|(product_id, warehouse, units)| {
-                let mut row: Vec<String> = order_id.iter().map(|id| sql.bind(*id)).collect();
-                row.push(sql.bind(*product_id));
-                row.push(sql.bind(warehouse.clone()));
-                row.push(sql.bind(*units));
-                format!("({})", row.join(", "))
-            })
-            .collect();
-        rows.join(", ")
+        value_rows(
+            sql,
+            order_id,
+            &self.taken,
+            |sql, (product_id, warehouse, units)| {
+                [
+                    sql.bind(*product_id),
+                    sql.bind(warehouse.clone()),
+                    sql.bind(*units),
+                ]
+            },
+        )
     }
+}
+
+/// Binds one `VALUES` row per item (`bind` gives its placeholders), each
+/// led by `order_id` when it is known: `($1, $2, $3), ($4, …)`.
+fn value_rows<T>(
+    sql: &mut Sql,
+    order_id: Option<i64>,
+    items: &[T],
+    bind: impl Fn(&mut Sql, &T) -> [String; 3],
+) -> String {
+    let rows: Vec<String> = items
+        .iter()
+        .map(|item| {
+            let mut row: Vec<String> = order_id.iter().map(|id| sql.bind(*id)).collect();
+            row.extend(bind(sql, item));
+            format!("({})", row.join(", "))
+        })
+        .collect();
+    rows.join(", ")
+}
+
+/// The one row an `INSERT … RETURNING` gave back.
+fn returned<T>(rows: Vec<T>) -> Result<T, WriteError> {
+    rows.into_iter()
+        .next()
+        .ok_or(WriteError::Store(StoreError::Config(
+            "INSERT returned no id".into(),
+        )))
 }
 
 /// The columns an order is inserted with, `id` and `number` first (see
@@ -480,11 +503,9 @@ impl Store {
              AND inventory.warehouse = taken.column2) \
              SELECT placed.id, placed.number, {notices} FROM placed"
         ));
-        let row: Option<(i64, String, i64)> = self.tx_fetch_all(tx, sql).await?.into_iter().next();
-        row.map(|(id, number, _)| (id, number))
-            .ok_or(WriteError::Store(StoreError::Config(
-                "INSERT returned no id".into(),
-            )))
+        let (id, number, _notified): (i64, String, i64) =
+            returned(self.tx_fetch_all(tx, sql).await?)?;
+        Ok((id, number))
     }
 
     /// Writes a planned order statement by statement: SQLite has no
@@ -503,14 +524,7 @@ impl Store {
              INSERT INTO orders ({ORDER_COLUMNS}) SELECT next.id, 'CG-' || \
              printf('%08d', next.id), {values} FROM next RETURNING id, number"
         ));
-        let (id, number): (i64, String) = self
-            .tx_fetch_all(tx, sql)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or(WriteError::Store(StoreError::Config(
-                "INSERT returned no id".into(),
-            )))?;
+        let (id, number): (i64, String) = returned(self.tx_fetch_all(tx, sql).await?)?;
         let mut sql = Sql::new("");
         let rows = order.plan.item_rows(&mut sql, Some(id));
         sql.push(&format!(

@@ -60,6 +60,19 @@ async fn place(app: &TestApp, customer: i64, key: &str, items: Value) -> Reply {
     .await
 }
 
+/// The distinct orders that `replies` to `placeOrder` name; each must name one.
+fn order_ids(replies: &[Reply]) -> std::collections::BTreeSet<String> {
+    replies
+        .iter()
+        .map(|r| {
+            r.data()["placeOrder"]["order"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no order in {}", r.body))
+                .to_string()
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn placing_an_order_takes_stock_at_database_prices() {
     let app = TestApp::spawn().await;
@@ -161,15 +174,7 @@ async fn a_retry_of_an_order_that_took_the_last_units_returns_that_order() {
     set_stock(&app, "26", 1).await;
     let items = json!([{ "productId": "26", "quantity": 1 }]);
     let replies = join_all((0..10).map(|_| place(&app, 9, "last-unit", items.clone()))).await;
-    let ids: std::collections::BTreeSet<String> = replies
-        .iter()
-        .map(|r| {
-            r.data()["placeOrder"]["order"]["id"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{}", r.body))
-                .to_string()
-        })
-        .collect();
+    let ids = order_ids(&replies);
     assert_eq!(ids.len(), 1, "one order: {ids:?}");
     assert_eq!(stock(&app, "26").await.0, 0);
     // Another customer asking for the same unit is told it is gone.
@@ -183,15 +188,7 @@ async fn twenty_concurrent_retries_create_exactly_one_order() {
     set_stock(&app, "23", 100).await;
     let items = json!([{ "productId": "23", "quantity": 1 }]);
     let replies = join_all((0..20).map(|_| place(&app, 8, "one-key", items.clone()))).await;
-    let ids: std::collections::BTreeSet<String> = replies
-        .iter()
-        .map(|r| {
-            r.data()["placeOrder"]["order"]["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let ids = order_ids(&replies);
     assert_eq!(ids.len(), 1, "one order: {ids:?}");
     let created = replies
         .iter()
