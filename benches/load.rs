@@ -15,7 +15,8 @@
 //!
 //! Settings (environment): `BENCH_DURATION` seconds per workload and target
 //! (10), `BENCH_WARMUP` seconds (2), `BENCH_CONCURRENCY` requests in flight
-//! (32), `BENCH_ROUNDS` (1), `BENCH_WORKLOADS` (`W1,W2,W3,W4,W5`),
+//! (32), `BENCH_ROUNDS` (1), `BENCH_WORKLOADS` (`W1,W2,W3,W4,W5,W5H`; W5H is W5
+//! with every order for one product, a flash sale),
 //! `BENCH_DATABASE_URL` (this server's database; default a fresh SQLite file
 //! seeded at scale 10), `BENCH_PEER_DATABASE_URL` (the peer's PostgreSQL
 //! database, already holding the GRAPH.md tables), `BENCH_OUT`.
@@ -39,6 +40,8 @@ const SECRET: &str = "load-benchmark-secret-load-benchmark-secret";
 const PRODUCTS: u64 = 10_000;
 const CATEGORIES: u64 = 200;
 const CUSTOMERS: i64 = 20_000;
+/// The product every W5H order buys.
+const HOT_PRODUCT: u64 = 7;
 
 const W1: &str =
     "query ProductPage($id: ID!) { product(id: $id) { title price { amount currency } \
@@ -88,7 +91,7 @@ impl Settings {
                 v.parse().unwrap_or_else(|_| panic!("{name}={v}"))
             })
         };
-        let workloads = var("BENCH_WORKLOADS").unwrap_or_else(|| "W1,W2,W3,W4,W5".into());
+        let workloads = var("BENCH_WORKLOADS").unwrap_or_else(|| "W1,W2,W3,W4,W5,W5H".into());
         Settings {
             duration: Duration::from_secs(number("BENCH_DURATION", 10)),
             warmup: Duration::from_secs(number("BENCH_WARMUP", 2)),
@@ -115,6 +118,9 @@ enum Workload {
     W3,
     W4,
     W5,
+    /// W5 with every order for one product: a flash sale, where orders
+    /// queue for the same stock rows.
+    W5Hot,
 }
 
 impl Workload {
@@ -125,7 +131,8 @@ impl Workload {
             "W3" => Workload::W3,
             "W4" => Workload::W4,
             "W5" => Workload::W5,
-            other => panic!("unknown workload {other:?}: W1 to W5"),
+            "W5H" => Workload::W5Hot,
+            other => panic!("unknown workload {other:?}: W1 to W5, W5H"),
         }
     }
 
@@ -136,6 +143,7 @@ impl Workload {
             Workload::W3 => "W3 catalog listing (POST)",
             Workload::W4 => "W4 W3 persisted, GET, cached",
             Workload::W5 => "W5 placeOrder (POST)",
+            Workload::W5Hot => "W5H placeOrder, one product (POST)",
         }
     }
 }
@@ -520,12 +528,16 @@ fn request(
         Workload::W4 => client
             .get(w4_url(target, rng.below(CATEGORIES) + 1))
             .header("apollo-require-preflight", "true"),
-        Workload::W5 => {
+        Workload::W5 | Workload::W5Hot => {
             let customer = &target.customers[rng.below(target.customers.len() as u64) as usize];
+            let product = match workload {
+                Workload::W5Hot => HOT_PRODUCT,
+                _ => rng.below(PRODUCTS) + 1,
+            };
             post(json!({
                 "query": W5,
                 "variables": { "input": {
-                    "items": [{ "productId": (rng.below(PRODUCTS) + 1).to_string(), "quantity": 1 }],
+                    "items": [{ "productId": product.to_string(), "quantity": 1 }],
                     "idempotencyKey": format!("bench-{}-{sequence}", std::process::id()),
                 } },
             }))
@@ -545,6 +557,29 @@ async fn register_w4(client: &reqwest::Client, target: &Target) {
         .await;
 }
 
+/// Gives W5H's product enough stock in its first warehouse that no order of
+/// the run is refused for stock.
+async fn restock_hot_product(client: &reqwest::Client, target: &Target) {
+    let reply: Value = client
+        .post(&target.url)
+        .bearer_auth(&target.admin)
+        .json(&json!({
+            "query": "mutation($p: ID!, $w: String!) { adjustInventory(productId: $p, \
+                      warehouse: $w, delta: 1000000) { available } }",
+            "variables": { "p": HOT_PRODUCT.to_string(), "w": "east" },
+        }))
+        .send()
+        .await
+        .expect("restocking W5H's product")
+        .json()
+        .await
+        .expect("a JSON answer to adjustInventory");
+    assert!(
+        reply["data"]["adjustInventory"]["available"].is_number(),
+        "restocking W5H's product: {reply}"
+    );
+}
+
 /// Runs `workload` on `target`: a warm-up, then the measured period.
 async fn measure(
     client: &reqwest::Client,
@@ -554,6 +589,9 @@ async fn measure(
 ) -> Figures {
     if workload == Workload::W4 && target.kind != Kind::Ceiling {
         register_w4(client, target).await;
+    }
+    if workload == Workload::W5Hot {
+        restock_hot_product(client, target).await;
     }
     let _ = load(
         client,

@@ -126,8 +126,8 @@ fn plan_order(
     prices: &[PriceRow],
     stock: &[StockLevel],
 ) -> Result<OrderPlan, WriteError> {
-    let mut currency: Option<&str> = None;
-    let mut total = 0_i64;
+    // Every product must exist before currencies are compared (the order
+    // of refusals PostgreSQL's single statement also follows).
     let mut priced = Vec::with_capacity(sorted.len());
     for line in sorted {
         let price =
@@ -138,12 +138,20 @@ fn plan_order(
                     what: "product",
                     id: line.product_id,
                 })?;
-        if *currency.get_or_insert(&price.currency) != price.currency {
-            return Err(WriteError::MixedCurrencies);
-        }
-        total += price.price_cents * line.quantity;
-        priced.push((*line, price.price_cents));
+        priced.push((*line, price));
     }
+    let currency = priced.first().map_or("USD", |(_, p)| p.currency.as_str());
+    if priced.iter().any(|(_, p)| p.currency != currency) {
+        return Err(WriteError::MixedCurrencies);
+    }
+    let total = priced
+        .iter()
+        .map(|(line, p)| p.price_cents * line.quantity)
+        .sum();
+    let priced: Vec<(NewOrderLine, i64)> = priced
+        .iter()
+        .map(|(line, p)| (*line, p.price_cents))
+        .collect();
     let mut left: Vec<StockLevel> = stock.to_vec();
     let mut taken: Vec<(i64, String, i64)> = Vec::new();
     for line in sorted {
@@ -177,7 +185,7 @@ fn plan_order(
     }
     taken.sort();
     Ok(OrderPlan {
-        currency: currency.unwrap_or("USD").to_string(),
+        currency: currency.to_string(),
         total,
         priced,
         taken,
@@ -217,11 +225,11 @@ impl OrderPlan {
 
 /// Binds one `VALUES` row per item (`bind` gives its placeholders), each
 /// led by `order_id` when it is known: `($1, $2, $3), ($4, …)`.
-fn value_rows<T>(
+fn value_rows<T, const N: usize>(
     sql: &mut Sql,
     order_id: Option<i64>,
     items: &[T],
-    bind: impl Fn(&mut Sql, &T) -> [String; 3],
+    bind: impl Fn(&mut Sql, &T) -> [String; N],
 ) -> String {
     let rows: Vec<String> = items
         .iter()
@@ -248,23 +256,31 @@ fn returned<T>(rows: Vec<T>) -> Result<T, WriteError> {
 const ORDER_COLUMNS: &str = "id, number, customer_id, status, total_cents, currency, \
                              idempotency_key, request_hash, created_at, updated_at";
 
-/// An order about to be written: who places it, with which key, and its plan.
+/// An order about to be placed: who places it, with which key, and when.
 struct NewOrder<'a> {
     customer_id: i64,
     key: &'a str,
     hash: &'a str,
     now: &'a str,
-    plan: &'a OrderPlan,
+}
+
+/// What placing an order wrote: the order's id, number, total and currency.
+struct Written {
+    id: i64,
+    number: String,
+    total: i64,
+    currency: String,
 }
 
 impl NewOrder<'_> {
-    /// Binds the values of [`ORDER_COLUMNS`] after `id` and `number`.
-    fn values(&self, sql: &mut Sql) -> String {
+    /// Binds the values of [`ORDER_COLUMNS`] after `id` and `number`, for
+    /// an order that costs what `plan` says.
+    fn values(&self, sql: &mut Sql, plan: &OrderPlan) -> String {
         [
             sql.bind(self.customer_id),
             "'PENDING'".to_string(),
-            sql.bind(self.plan.total),
-            sql.bind(self.plan.currency.clone()),
+            sql.bind(plan.total),
+            sql.bind(plan.currency.clone()),
             sql.bind(self.key.to_string()),
             sql.bind(self.hash.to_string()),
             sql.bind(self.now.to_string()),
@@ -339,42 +355,45 @@ impl Store {
         // and a purge of too much is harmless).
         self.tags
             .wrote(lines.iter().map(|line| tags::inventory(line.product_id)));
-        match self.insert_order(customer_id, key, &hash, lines).await {
-            // A refusal is checked against the key too: a retry of an order
-            // that took the last units finds none left, but has its answer.
-            Err(error) if is_unique_violation(&error) || is_refusal(&error) => {
-                // Another call with this key committed first (or earlier):
-                // its order is the answer, if it was the same order.
-                let mut sql = Sql::new("SELECT id, request_hash FROM orders WHERE customer_id = ");
-                let c = sql.bind(customer_id);
-                let k = sql.bind(key.to_string());
-                sql.push(&format!("{c} AND idempotency_key = {k}"));
-                let existing: Vec<(i64, Option<String>)> = self.fetch_all(sql).await?;
-                match existing.into_iter().next() {
-                    Some((id, Some(previous))) if previous == hash => Ok(Placed::Replayed(id)),
-                    Some(_) => Err(WriteError::KeyReused),
-                    None => Err(error),
-                }
-            }
-            other => other,
+        let refused = match self.insert_order(customer_id, key, &hash, lines).await {
+            Ok(Some(placed)) => return Ok(placed),
+            // The key was claimed first (PostgreSQL's `ON CONFLICT`).
+            Ok(None) => None,
+            // SQLite's unique index said the same. A refusal is checked
+            // against the key too: a retry of an order that took the last
+            // units finds none left, but has its answer.
+            Err(error) if is_unique_violation(&error) || is_refusal(&error) => Some(error),
+            Err(error) => return Err(error),
+        };
+        // Another call with this key committed first (or earlier): its order
+        // is the answer, if it was the same order.
+        let mut sql = Sql::new("SELECT id, request_hash FROM orders WHERE customer_id = ");
+        let c = sql.bind(customer_id);
+        let k = sql.bind(key.to_string());
+        sql.push(&format!("{c} AND idempotency_key = {k}"));
+        let existing: Vec<(i64, Option<String>)> = self.fetch_all(sql).await?;
+        match (existing.into_iter().next(), refused) {
+            (Some((id, Some(previous))), _) if previous == hash => Ok(Placed::Replayed(id)),
+            (Some(_), _) => Err(WriteError::KeyReused),
+            (None, Some(error)) => Err(error),
+            (None, None) => Err(WriteError::Store(StoreError::Config(
+                "the idempotency key was claimed by no order".into(),
+            ))),
         }
     }
 
+    /// Places the order, or returns `None` when `key` was claimed first (by
+    /// a committed order, or one that commits while this one waits).
     async fn insert_order(
         &self,
         customer_id: i64,
         key: &str,
         hash: &str,
         lines: &[NewOrderLine],
-    ) -> Result<Placed, WriteError> {
+    ) -> Result<Option<Placed>, WriteError> {
         let now = now_timestamp();
-        // Prices and stock are read before the key is claimed (the total
-        // goes into the claim), in a transaction that can write what it read.
-        let mut tx = self.begin_write().await?;
         let mut sorted = lines.to_vec();
         sorted.sort_by_key(|l| l.product_id);
-        let (prices, stock) = self.read_for_order(&mut tx, &sorted).await?;
-        let plan = plan_order(&sorted, &prices, &stock)?;
         let events: Vec<Event> = sorted
             .iter()
             .flat_map(|line| stock_changed(line.product_id))
@@ -384,33 +403,177 @@ impl Store {
             key,
             hash,
             now: &now,
-            plan: &plan,
         };
-        let (id, number) = match self.backend {
-            Backend::Postgres => self.write_order_postgres(&mut tx, &order, &events).await?,
-            Backend::Sqlite => self.write_order_sqlite(&mut tx, &order).await?,
+        let placed = match self.backend {
+            Backend::Postgres => self.place_order_postgres(&order, &sorted, &events).await?,
+            Backend::Sqlite => Some(self.place_order_sqlite(&order, &sorted).await?),
         };
-        tx.commit().await?;
+        let Some(written) = placed else {
+            return Ok(None);
+        };
         self.committed(&events);
-        Ok(Placed::Created(OrderRow {
-            id,
-            number,
+        Ok(Some(Placed::Created(OrderRow {
+            id: written.id,
+            number: written.number,
             customer_id,
             status: "PENDING".into(),
-            total_cents: plan.total,
-            currency: plan.currency,
+            total_cents: written.total,
+            currency: written.currency,
             created_at: now.clone(),
             updated_at: now,
+        })))
+    }
+
+    /// Places an order in one statement, run on its own (its implicit
+    /// transaction is the order's): it locks the products' stock rows
+    /// (`FOR UPDATE`, products by id, then warehouses by name: the lock
+    /// order cancellations use), decides what to take as [`plan_order`]
+    /// does (fullest warehouse first, equally full ones by name), and only
+    /// if every product exists, shares one currency and is in stock, writes
+    /// the order (claiming the key; its number is made from its id), its
+    /// items, its allocations, the stock it takes and the notice to other
+    /// replicas. One round trip, where a transaction would take four.
+    ///
+    /// A row locked after waiting for another order is read as that order
+    /// left it (PostgreSQL re-reads a row it had to wait for), so what is
+    /// planned is what is taken. `None`: the key was claimed first.
+    async fn place_order_postgres(
+        &self,
+        order: &NewOrder<'_>,
+        sorted: &[NewOrderLine],
+        events: &[Event],
+    ) -> Result<Option<Written>, WriteError> {
+        let mut ids: Vec<i64> = sorted.iter().map(|l| l.product_id).collect();
+        ids.dedup();
+        let mut sql = Sql::new("");
+        let lines = value_rows(&mut sql, None, sorted, |sql, line| {
+            [sql.bind(line.product_id), sql.bind(line.quantity)]
+        });
+        let list = sql.bind_list(&ids);
+        let customer = sql.bind(order.customer_id);
+        let key = sql.bind(order.key.to_string());
+        let hash = sql.bind(order.hash.to_string());
+        let now = sql.bind(order.now.to_string());
+        let notices = self.notices_sql(&mut sql, events)?;
+        sql.push(&format!(
+            "WITH lines (product_id, quantity) AS (VALUES {lines}), \
+             wanted AS (SELECT product_id, sum(quantity)::bigint AS quantity FROM lines \
+             GROUP BY product_id), \
+             priced AS (SELECT id, price_cents, currency FROM products WHERE id IN ({list})), \
+             locked AS MATERIALIZED (SELECT product_id, warehouse, available FROM inventory \
+             WHERE product_id IN ({list}) AND available > 0 \
+             ORDER BY product_id, warehouse FOR UPDATE), \
+             ranked AS (SELECT l.product_id, l.warehouse, l.available, w.quantity AS wanted, \
+             coalesce(sum(l.available) OVER (PARTITION BY l.product_id \
+             ORDER BY l.available DESC, l.warehouse \
+             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint AS before \
+             FROM locked l JOIN wanted w USING (product_id)), \
+             taken AS (SELECT product_id, warehouse, least(available, wanted - before) AS units \
+             FROM ranked WHERE before < wanted), \
+             verdict AS (SELECT \
+             (SELECT min(w.product_id) FROM wanted w \
+             WHERE NOT EXISTS (SELECT 1 FROM priced p WHERE p.id = w.product_id)) AS unknown, \
+             (SELECT count(DISTINCT currency) > 1 FROM priced) AS mixed, \
+             (SELECT min(w.product_id) FROM wanted w WHERE w.quantity > \
+             (SELECT coalesce(sum(l.available), 0) FROM locked l \
+             WHERE l.product_id = w.product_id)) AS short, \
+             (SELECT sum(p.price_cents * l.quantity)::bigint FROM lines l \
+             JOIN priced p ON p.id = l.product_id) AS total, \
+             (SELECT min(currency) FROM priced) AS currency), \
+             next AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id FROM verdict \
+             WHERE unknown IS NULL AND NOT mixed AND short IS NULL), \
+             placed AS (INSERT INTO orders ({ORDER_COLUMNS}) SELECT next.id, 'CG-' || CASE \
+             WHEN next.id < 100000000 THEN lpad(next.id::text, 8, '0') ELSE next.id::text END, \
+             {customer}, 'PENDING', verdict.total, verdict.currency, {key}, {hash}, {now}, {now} \
+             FROM next, verdict ON CONFLICT (customer_id, idempotency_key) DO NOTHING \
+             RETURNING id, number), \
+             items AS (INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) \
+             SELECT placed.id, l.product_id, l.quantity, p.price_cents \
+             FROM placed, lines l JOIN priced p ON p.id = l.product_id ORDER BY l.product_id), \
+             allocations AS (INSERT INTO stock_allocations (order_id, product_id, warehouse, quantity) \
+             SELECT placed.id, t.product_id, t.warehouse, t.units FROM placed, taken t), \
+             stock AS (UPDATE inventory SET available = inventory.available - t.units \
+             FROM placed, taken t WHERE inventory.product_id = t.product_id \
+             AND inventory.warehouse = t.warehouse) \
+             SELECT verdict.unknown, verdict.mixed, verdict.short, verdict.total, verdict.currency, \
+             placed.id, placed.number, {notices} FROM verdict LEFT JOIN placed ON TRUE"
+        ));
+        type Outcome = (
+            Option<i64>,
+            bool,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            i64,
+        );
+        let (unknown, mixed, short, total, currency, id, number, _notified): Outcome =
+            returned(self.fetch_all(sql).await?)?;
+        if let Some(id) = unknown {
+            return Err(WriteError::NotFound {
+                what: "product",
+                id,
+            });
+        }
+        if mixed {
+            return Err(WriteError::MixedCurrencies);
+        }
+        if let Some(product_id) = short {
+            return Err(WriteError::OutOfStock { product_id });
+        }
+        Ok(id.zip(number).map(|(id, number)| Written {
+            id,
+            number,
+            total: total.unwrap_or(0),
+            currency: currency.unwrap_or_default(),
         }))
     }
 
-    /// The prices of `lines`' products and their stock, in one statement.
-    /// On PostgreSQL the stock rows are locked (`FOR UPDATE`) in the order
-    /// of the `ORDER BY` (products by id, then warehouses by name), so what
-    /// is read is what is taken and concurrent orders cannot deadlock;
-    /// SQLite's write lock already serialises writers. A product without
-    /// stock has no row in the join; its price is read on its own, to tell
-    /// an unknown product from one that is sold out.
+    /// A scalar subquery that sends `events`' notices to the other replicas
+    /// once per placed order (`0` when there are none).
+    fn notices_sql(&self, sql: &mut Sql, events: &[Event]) -> Result<String, WriteError> {
+        let payloads = self.notice_payloads(events, false)?;
+        if payloads.is_empty() {
+            return Ok("0".to_string());
+        }
+        let channel = sql.bind(super::notices::CHANNEL.to_string());
+        let rows: Vec<String> = payloads
+            .into_iter()
+            .map(|payload| format!("({})", sql.bind(payload)))
+            .collect();
+        Ok(format!(
+            "(SELECT count(pg_notify({channel}, n.column1)) FROM placed, (VALUES {}) AS n)",
+            rows.join(", ")
+        ))
+    }
+
+    /// Places an order in a transaction under SQLite's write lock: reads
+    /// the prices and the stock, plans the order ([`plan_order`]), then
+    /// writes it statement by statement (SQLite has no data-modifying CTEs,
+    /// and no round trips to save).
+    async fn place_order_sqlite(
+        &self,
+        order: &NewOrder<'_>,
+        sorted: &[NewOrderLine],
+    ) -> Result<Written, WriteError> {
+        let mut tx = self.begin_write().await?;
+        let (prices, stock) = self.read_for_order(&mut tx, sorted).await?;
+        let plan = plan_order(sorted, &prices, &stock)?;
+        let (id, number) = self.write_order_sqlite(&mut tx, order, &plan).await?;
+        tx.commit().await?;
+        Ok(Written {
+            id,
+            number,
+            total: plan.total,
+            currency: plan.currency,
+        })
+    }
+
+    /// The prices of `lines`' products and their stock, in one statement
+    /// (under SQLite's write lock, which serialises writers). A product
+    /// without stock has no row in the join; its price is read on its own,
+    /// to tell an unknown product from one that is sold out.
     async fn read_for_order(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -424,9 +587,6 @@ impl Store {
              FROM products p JOIN inventory i ON i.product_id = p.id \
              WHERE p.id IN ({list}) AND i.available > 0 ORDER BY p.id, i.warehouse"
         ));
-        if self.backend == Backend::Postgres {
-            sql.push(" FOR UPDATE OF i");
-        }
         let rows: Vec<(i64, i64, String, String, i64)> = self.tx_fetch_all(tx, sql).await?;
         let mut prices: Vec<PriceRow> = Vec::with_capacity(ids.len());
         let mut stock = Vec::with_capacity(rows.len());
@@ -460,63 +620,16 @@ impl Store {
         Ok((prices, stock))
     }
 
-    /// Writes a planned order in one statement of data-modifying CTEs: the
-    /// order (claiming the key; its number is made from its id), its items,
-    /// its allocations, the stock it takes and the notice to other replicas.
-    /// One round trip instead of one per table.
-    async fn write_order_postgres(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        order: &NewOrder<'_>,
-        events: &[Event],
-    ) -> Result<(i64, String), WriteError> {
-        let mut sql = Sql::new("");
-        let values = order.values(&mut sql);
-        let items = order.plan.item_rows(&mut sql, None);
-        let taken = order.plan.allocation_rows(&mut sql, None);
-        let payloads = self.notice_payloads(events, false)?;
-        let notices = if payloads.is_empty() {
-            "0".to_string()
-        } else {
-            let channel = sql.bind(super::notices::CHANNEL.to_string());
-            let rows: Vec<String> = payloads
-                .into_iter()
-                .map(|payload| format!("({})", sql.bind(payload)))
-                .collect();
-            format!(
-                "(SELECT count(pg_notify({channel}, n.column1)) FROM (VALUES {}) AS n)",
-                rows.join(", ")
-            )
-        };
-        sql.push(&format!(
-            "WITH next AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id), \
-             placed AS (INSERT INTO orders ({ORDER_COLUMNS}) SELECT next.id, 'CG-' || CASE \
-             WHEN next.id < 100000000 THEN lpad(next.id::text, 8, '0') ELSE next.id::text END, \
-             {values} FROM next RETURNING id, number), \
-             taken AS (VALUES {taken}), \
-             items AS (INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) \
-             SELECT placed.id, v.column1, v.column2, v.column3 FROM placed, (VALUES {items}) AS v), \
-             allocations AS (INSERT INTO stock_allocations (order_id, product_id, warehouse, quantity) \
-             SELECT placed.id, taken.column1, taken.column2, taken.column3 FROM placed, taken), \
-             stock AS (UPDATE inventory SET available = inventory.available - taken.column3 \
-             FROM taken WHERE inventory.product_id = taken.column1 \
-             AND inventory.warehouse = taken.column2) \
-             SELECT placed.id, placed.number, {notices} FROM placed"
-        ));
-        let (id, number, _notified): (i64, String, i64) =
-            returned(self.tx_fetch_all(tx, sql).await?)?;
-        Ok((id, number))
-    }
-
     /// Writes a planned order statement by statement: SQLite has no
     /// data-modifying CTEs, and no round trips to save.
     async fn write_order_sqlite(
         &self,
         tx: &mut Transaction<'static, Any>,
         order: &NewOrder<'_>,
+        plan: &OrderPlan,
     ) -> Result<(i64, String), WriteError> {
         let mut sql = Sql::new("");
-        let values = order.values(&mut sql);
+        let values = order.values(&mut sql, plan);
         // The id SQLite would choose (an INTEGER PRIMARY KEY without
         // AUTOINCREMENT): the writer holds the database's write lock.
         sql.push(&format!(
@@ -526,18 +639,18 @@ impl Store {
         ));
         let (id, number): (i64, String) = returned(self.tx_fetch_all(tx, sql).await?)?;
         let mut sql = Sql::new("");
-        let rows = order.plan.item_rows(&mut sql, Some(id));
+        let rows = plan.item_rows(&mut sql, Some(id));
         sql.push(&format!(
             "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES {rows}"
         ));
         self.tx_execute(tx, sql).await?;
         let mut sql = Sql::new("");
-        let rows = order.plan.allocation_rows(&mut sql, Some(id));
+        let rows = plan.allocation_rows(&mut sql, Some(id));
         sql.push(&format!(
             "INSERT INTO stock_allocations (order_id, product_id, warehouse, quantity) VALUES {rows}"
         ));
         self.tx_execute(tx, sql).await?;
-        for (product_id, warehouse, quantity) in &order.plan.taken {
+        for (product_id, warehouse, quantity) in &plan.taken {
             let mut sql = Sql::new("UPDATE inventory SET available = available - ");
             let q = sql.bind(*quantity);
             let p = sql.bind(*product_id);
@@ -859,6 +972,11 @@ mod tests {
         assert!(matches!(
             plan_order(&[line(1, 1), line(2, 1)], &prices, &stock),
             Err(WriteError::MixedCurrencies)
+        ));
+        // An unknown product is named even after two currencies.
+        assert!(matches!(
+            plan_order(&[line(1, 1), line(2, 1), line(7, 1)], &prices, &stock),
+            Err(WriteError::NotFound { id: 7, .. })
         ));
     }
 

@@ -232,6 +232,83 @@ async fn fifty_buyers_of_ten_units_leave_exactly_ten_sold_and_none_left() {
     assert_eq!(stock(&app, "24").await.0, 0);
 }
 
+/// Racing orders of two products, their lines in either order, for stock
+/// split across warehouses: no deadlock, exactly the stock there was is
+/// sold, and cancelling every order puts back exactly what each took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_orders_of_two_products_take_split_stock_exactly_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token();
+    set_stock(&app, "28", 30).await;
+    set_stock(&app, "29", 1000).await;
+    let west = "mutation { adjustInventory(productId: \"28\", warehouse: \"west\", delta: 40) { available } }";
+    app.query(west, json!({}), Some(&admin)).await.data();
+    let before = app.query(STOCK, json!({ "id": "28" }), None).await;
+    let levels = before.data()["product"]["inventory"].clone();
+    let replies = join_all((0..100).map(|i| {
+        let app = &app;
+        let lines = if i % 2 == 0 {
+            json!([{ "productId": "28", "quantity": 1 }, { "productId": "29", "quantity": 1 }])
+        } else {
+            json!([{ "productId": "29", "quantity": 1 }, { "productId": "28", "quantity": 1 }])
+        };
+        async move { place(app, 200 + i, &format!("split-race-{i}"), lines).await }
+    }))
+    .await;
+    let (sold, refused): (Vec<_>, Vec<_>) = replies
+        .into_iter()
+        .partition(|r| r.body.get("errors").is_none());
+    for reply in &refused {
+        assert_eq!(reply.error_codes(), ["OUT_OF_STOCK"], "{}", reply.body);
+    }
+    assert_eq!(sold.len(), 70, "30 in east and 40 in west");
+    assert_eq!(stock(&app, "28").await.0, 0);
+    assert_eq!(stock(&app, "29").await.0, 930);
+
+    let cancel = "mutation($id: ID!) { cancelOrder(id: $id) { status } }";
+    for (i, reply) in sold.iter().enumerate() {
+        let id = &reply.data()["placeOrder"]["order"]["id"];
+        let cancelled = app.query(cancel, json!({ "id": id }), Some(&admin)).await;
+        assert_eq!(
+            cancelled.data()["cancelOrder"]["status"],
+            "CANCELLED",
+            "order {i}"
+        );
+    }
+    let after = app.query(STOCK, json!({ "id": "28" }), None).await;
+    assert_eq!(after.data()["product"]["inventory"], levels);
+    assert_eq!(stock(&app, "29").await.0, 1000);
+}
+
+#[tokio::test]
+async fn an_order_of_two_currencies_is_refused_and_an_unknown_product_named_first() {
+    let app = TestApp::spawn().await;
+    app.execute_sql("UPDATE products SET currency = 'EUR' WHERE id = 31")
+        .await;
+    let (before, _) = stock(&app, "30").await;
+    let mixed = place(
+        &app,
+        14,
+        "two-currencies",
+        json!([{ "productId": "30", "quantity": 1 }, { "productId": "31", "quantity": 1 }]),
+    )
+    .await;
+    assert_eq!(mixed.error_codes(), ["BAD_USER_INPUT"], "{}", mixed.body);
+    assert_eq!(stock(&app, "30").await.0, before, "nothing taken");
+    let unknown = place(
+        &app,
+        14,
+        "two-currencies-and-a-ghost",
+        json!([
+            { "productId": "30", "quantity": 1 },
+            { "productId": "31", "quantity": 1 },
+            { "productId": "999999", "quantity": 1 }
+        ]),
+    )
+    .await;
+    assert_eq!(unknown.error_codes(), ["NOT_FOUND"], "{}", unknown.body);
+}
+
 #[tokio::test]
 async fn an_order_takes_all_its_lines_or_none() {
     let app = TestApp::spawn().await;
