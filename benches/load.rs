@@ -638,13 +638,17 @@ async fn load(
     concurrency: usize,
     seed: u64,
 ) -> Figures {
+    // Each call numbers its requests apart from every other call's, so that
+    // no idempotency key of W5 or W5H is sent twice by this process.
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
     let started = Instant::now();
     let deadline = started + duration;
     let loops = (0..concurrency).map(|worker| {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (seed << 32) ^ (worker as u64 + 1));
         async move {
             let mut figures = Figures::default();
-            let mut sequence = (seed << 40) | ((worker as u64) << 24);
+            let mut sequence = (call << 40) | ((worker as u64) << 24);
             while Instant::now() < deadline {
                 sequence += 1;
                 let sent = Instant::now();
