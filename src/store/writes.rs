@@ -443,11 +443,23 @@ impl Store {
         sorted: &[NewOrderLine],
         events: &[Event],
     ) -> Result<Option<Written>, WriteError> {
-        let mut ids: Vec<i64> = sorted.iter().map(|l| l.product_id).collect();
-        ids.dedup();
+        // Each product once, with all it is wanted for (`sorted` is by product).
+        let mut wanted: Vec<(i64, i64)> = Vec::with_capacity(sorted.len());
+        for line in sorted {
+            match wanted.last_mut() {
+                Some((product, quantity)) if *product == line.product_id => {
+                    *quantity += line.quantity
+                }
+                _ => wanted.push((line.product_id, line.quantity)),
+            }
+        }
+        let ids: Vec<i64> = wanted.iter().map(|(product, _)| *product).collect();
         let mut sql = Sql::new("");
         let lines = value_rows(&mut sql, None, sorted, |sql, line| {
             [sql.bind(line.product_id), sql.bind(line.quantity)]
+        });
+        let wanted = value_rows(&mut sql, None, &wanted, |sql, (product, quantity)| {
+            [sql.bind(*product), sql.bind(*quantity)]
         });
         let list = sql.bind_list(&ids);
         let customer = sql.bind(order.customer_id);
@@ -457,8 +469,7 @@ impl Store {
         let notices = self.notices_sql(&mut sql, events)?;
         sql.push(&format!(
             "WITH lines (product_id, quantity) AS (VALUES {lines}), \
-             wanted AS (SELECT product_id, sum(quantity)::bigint AS quantity FROM lines \
-             GROUP BY product_id), \
+             wanted (product_id, quantity) AS (VALUES {wanted}), \
              priced AS (SELECT id, price_cents, currency FROM products WHERE id IN ({list})), \
              locked AS MATERIALIZED (SELECT product_id, warehouse, available FROM inventory \
              WHERE product_id IN ({list}) AND available > 0 \
@@ -466,20 +477,18 @@ impl Store {
              ranked AS (SELECT l.product_id, l.warehouse, l.available, w.quantity AS wanted, \
              coalesce(sum(l.available) OVER (PARTITION BY l.product_id \
              ORDER BY l.available DESC, l.warehouse \
-             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint AS before \
+             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint AS before, \
+             sum(l.available) OVER (PARTITION BY l.product_id)::bigint AS stock \
              FROM locked l JOIN wanted w USING (product_id)), \
              taken AS (SELECT product_id, warehouse, least(available, wanted - before) AS units \
              FROM ranked WHERE before < wanted), \
              verdict AS (SELECT \
-             (SELECT min(w.product_id) FROM wanted w \
-             WHERE NOT EXISTS (SELECT 1 FROM priced p WHERE p.id = w.product_id)) AS unknown, \
-             (SELECT count(DISTINCT currency) > 1 FROM priced) AS mixed, \
-             (SELECT min(w.product_id) FROM wanted w WHERE w.quantity > \
-             (SELECT coalesce(sum(l.available), 0) FROM locked l \
-             WHERE l.product_id = w.product_id)) AS short, \
-             (SELECT sum(p.price_cents * l.quantity)::bigint FROM lines l \
-             JOIN priced p ON p.id = l.product_id) AS total, \
-             (SELECT min(currency) FROM priced) AS currency), \
+             min(w.product_id) FILTER (WHERE p.id IS NULL) AS unknown, \
+             count(DISTINCT p.currency) > 1 AS mixed, \
+             min(w.product_id) FILTER (WHERE NOT EXISTS (SELECT 1 FROM ranked r \
+             WHERE r.product_id = w.product_id AND r.stock >= w.quantity)) AS short, \
+             sum(p.price_cents * w.quantity)::bigint AS total, min(p.currency) AS currency \
+             FROM wanted w LEFT JOIN priced p ON p.id = w.product_id), \
              next AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id FROM verdict \
              WHERE unknown IS NULL AND NOT mixed AND short IS NULL), \
              placed AS (INSERT INTO orders ({ORDER_COLUMNS}) SELECT next.id, 'CG-' || CASE \

@@ -469,12 +469,21 @@ async fn postgres_template(admin_url: &str) -> String {
         store.migrate().await.unwrap();
         seed::seed(&store, 1).await.unwrap();
         store.close().await;
-        // The builder's connection may take a moment to end on the server.
+        // The builder's connection may take a moment to end on the server
+        // (on a loaded machine, longer): it is ended, then waited for.
         let rename = format!("ALTER DATABASE {building} RENAME TO {template}");
         let mut attempts = 0;
         while let Err(error) = sqlx::query(&rename).execute(&mut admin).await {
             attempts += 1;
-            assert!(attempts < 40, "{rename}: {error}");
+            assert!(attempts < 120, "{rename}: {error}");
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&building)
+            .execute(&mut admin)
+            .await
+            .unwrap();
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
