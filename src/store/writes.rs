@@ -478,7 +478,7 @@ impl Store {
              coalesce(sum(l.available) OVER (PARTITION BY l.product_id \
              ORDER BY l.available DESC, l.warehouse \
              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint AS before, \
-             sum(l.available) OVER (PARTITION BY l.product_id)::bigint AS stock \
+             sum(l.available) OVER (PARTITION BY l.product_id)::bigint AS in_stock \
              FROM locked l JOIN wanted w USING (product_id)), \
              taken AS (SELECT product_id, warehouse, least(available, wanted - before) AS units \
              FROM ranked WHERE before < wanted), \
@@ -486,7 +486,7 @@ impl Store {
              min(w.product_id) FILTER (WHERE p.id IS NULL) AS unknown, \
              count(DISTINCT p.currency) > 1 AS mixed, \
              min(w.product_id) FILTER (WHERE NOT EXISTS (SELECT 1 FROM ranked r \
-             WHERE r.product_id = w.product_id AND r.stock >= w.quantity)) AS short, \
+             WHERE r.product_id = w.product_id AND r.in_stock >= w.quantity)) AS short, \
              sum(p.price_cents * w.quantity)::bigint AS total, min(p.currency) AS currency \
              FROM wanted w LEFT JOIN priced p ON p.id = w.product_id), \
              next AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id FROM verdict \
