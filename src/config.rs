@@ -151,6 +151,14 @@ pub struct Settings {
     #[arg(long, global = true, env = "COMMERCE_GRAPH_RESPONSE_CACHE_BYTES")]
     pub response_cache_bytes: Option<u64>,
 
+    /// How long the in-process cache may keep a public answer that no write
+    /// has changed, in all, when that is longer than its `max-age` (writes
+    /// purge what they change); it bounds how long a change made straight
+    /// in the database can go unseen. 0 or off keeps each answer for its
+    /// `max-age` only [default: 60s].
+    #[arg(long, global = true, env = "COMMERCE_GRAPH_RESPONSE_CACHE_HOLD", value_parser = parse_window)]
+    pub response_cache_hold: Option<Duration>,
+
     /// How long past its `max-age` a public answer may still be served
     /// while the database is unavailable (the in-process cache, and
     /// `stale-if-error` in `Cache-Control` for CDNs), e.g. 5m; 0 or off
@@ -379,6 +387,7 @@ struct FileSettings {
     persisted_queries: Option<PersistedMode>,
     max_cache_age: Option<u32>,
     response_cache_bytes: Option<u64>,
+    response_cache_hold: Option<String>,
     stale_if_error: Option<String>,
     seed_on_start: Option<bool>,
     log_format: Option<LogFormat>,
@@ -445,6 +454,9 @@ pub struct Config {
     pub max_cache_age: Option<u32>,
     /// Memory of the response cache (0: off).
     pub response_cache_bytes: u64,
+    /// How long the response cache keeps an answer no write has changed,
+    /// when longer than its `max-age` (zero: its `max-age` only).
+    pub response_cache_hold: Duration,
     /// How long past `max-age` a public answer may be served while the
     /// database is unavailable (zero: not at all).
     pub stale_if_error: Duration,
@@ -618,6 +630,13 @@ impl Config {
             &file.db_statement_timeout,
         )?
         .unwrap_or(pool_defaults.statement_timeout);
+        let response_cache_hold = match (settings.response_cache_hold, &file.response_cache_hold) {
+            (Some(window), _) => window,
+            (None, Some(text)) => {
+                parse_window(text).map_err(|e| anyhow::anyhow!("response_cache_hold: {e}"))?
+            }
+            (None, None) => Duration::from_secs(60),
+        };
         let stale_if_error = match (settings.stale_if_error, &file.stale_if_error) {
             (Some(window), _) => window,
             (None, Some(text)) => {
@@ -794,6 +813,7 @@ impl Config {
                 .response_cache_bytes
                 .or(file.response_cache_bytes)
                 .unwrap_or(64 * 1024 * 1024),
+            response_cache_hold,
             stale_if_error,
             persisted_queries: settings
                 .persisted_queries
@@ -1065,7 +1085,7 @@ mod tests {
             &path,
             "rate_limit_customer = \"200/20/4\"\nrate_limit_clients = [\"ios=300/30/6\"]\n\
              shutdown_grace = \"3s\"\nmetrics_token = \"0123456789abcdef\"\n\
-             stale_if_error = \"90s\"\n",
+             stale_if_error = \"90s\"\nresponse_cache_hold = \"off\"\n",
         )
         .unwrap();
         let settings = Settings {
@@ -1083,10 +1103,12 @@ mod tests {
         assert_eq!(rate.api_key_header.as_deref(), Some("x-api-key"));
         assert_eq!(config.shutdown_grace, Duration::from_secs(3));
         assert_eq!(config.stale_if_error, Duration::from_secs(90));
+        assert_eq!(config.response_cache_hold, Duration::ZERO);
         assert!(config.metrics && config.metrics_token.is_some());
 
         let defaults = Config::resolve(&Settings::default()).unwrap();
         assert_eq!(defaults.shutdown_grace, Duration::from_secs(25));
+        assert_eq!(defaults.response_cache_hold, Duration::from_secs(60));
         assert!(defaults.rate_limits.enabled && defaults.metrics_token.is_none());
         let settings = Settings {
             rate_limit_api_key_header: Some("bad header".into()),

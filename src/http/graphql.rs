@@ -987,11 +987,11 @@ pub(super) async fn respond(
             )
         });
     if let Some(key) = &cache_key {
-        let hit = app.response_cache.get(key);
+        let hit = app.response_cache.get(key, app.listening.is_listening());
         app.metrics.cache("response", hit.is_some());
         if let Some(hit) = hit {
             // Served as a CDN would serve it: nothing spent from the bucket.
-            let mut response = cached_response(app, headers, &hit);
+            let mut response = cached_response(app, headers, &hit, hit.fresh_age());
             response.extensions_mut().insert(Observed {
                 operation,
                 outcome: Outcome::Ok,
@@ -1044,6 +1044,9 @@ pub(super) async fn respond(
     request = request.data(app.metrics.clone());
     attach_document(app, &mut request, document, unparsed);
     let entity_keys = representations(&variables_json);
+    // Before anything is read: an answer that a write purged meanwhile is
+    // not kept.
+    let marked = app.response_cache.mark();
     let (request, scope) = graph::RequestScope::new(
         request,
         &app.store,
@@ -1179,6 +1182,7 @@ pub(super) async fn respond(
                     tags: read,
                     stored: std::time::Instant::now(),
                 },
+                marked,
             );
         }
     }
@@ -1236,7 +1240,7 @@ const SURROGATE_KEY: &str = "surrogate-key";
 const PURGE_KEYS: &str = "x-purge-surrogate-keys";
 
 /// An answer from the response cache: no parsing, no database.
-fn cached_response(app: &AppState, headers: &HeaderMap, hit: &Cached) -> Response {
+fn cached_response(app: &AppState, headers: &HeaderMap, hit: &Cached, age: u32) -> Response {
     let not_modified = if_none_match(headers, &hit.etag);
     let mut http = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
@@ -1254,7 +1258,7 @@ fn cached_response(app: &AppState, headers: &HeaderMap, hit: &Cached) -> Respons
     for (name, value) in [
         (header::CACHE_CONTROL, cache_control),
         (header::ETAG, hit.etag.clone()),
-        (header::AGE, hit.age().to_string()),
+        (header::AGE, age.to_string()),
         (
             header::HeaderName::from_static(SURROGATE_KEY),
             hit.tags.join(" "),
@@ -1304,7 +1308,7 @@ fn unavailable(
         .and_then(|key| app.response_cache.get_stale(key));
     let (mut response, outcome, codes) = match stale {
         Some(hit) => {
-            let mut response = cached_response(app, headers, &hit);
+            let mut response = cached_response(app, headers, &hit, hit.age());
             response.headers_mut().insert(
                 header::WARNING,
                 HeaderValue::from_static("110 - \"Response is Stale\""),

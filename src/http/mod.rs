@@ -103,6 +103,7 @@ impl AppState {
             registry: PersistedQueryRegistry::new(store.clone(), schema.clone(), config.limits),
             response_cache: response_cache::ResponseCache::new(
                 config.response_cache_bytes,
+                config.response_cache_hold,
                 config.stale_if_error,
             ),
             documents: Default::default(),

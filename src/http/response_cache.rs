@@ -2,17 +2,30 @@
 //! served from memory without parsing, validating or touching the database.
 //!
 //! Only answers that may be public are kept (anonymous, no errors, no
-//! personal data; see `graph::cache_policy`), each for its own `max-age`,
-//! and the cache is bounded in bytes. Each entry is tagged with what its
-//! answer read (`store::tags`); a write purges the entries tagged with what
-//! it changed, at once, on this replica.
+//! personal data; see `graph::cache_policy`), and the cache is bounded in
+//! bytes. Each entry is tagged with what its answer read (`store::tags`); a
+//! write purges the entries tagged with what it changed, at once, on this
+//! replica (and, through its notice, on the others).
 //!
-//! With stale-if-error configured, an entry is kept that much longer than
-//! its `max-age`: [`ResponseCache::get`] no longer hands it out, but
+//! Since writes purge what they change, an answer no write has touched is
+//! still the current one past its `max-age`: it is held for `hold` in all
+//! (when that is longer), served as if it had been computed again at the
+//! last multiple of its `max-age` (the same bytes, the same ETag), while
+//! purges can be trusted to arrive. `hold` bounds how long a change made
+//! around the server (straight in the database) can go unseen.
+//!
+//! An answer computed while a write purged what it read is not kept: the
+//! request notes a [`Mark`] before it reads anything, and the insert checks
+//! the purges since (by tag, in slots of a hash) before and after it stores.
+//!
+//! With stale-if-error configured, an entry is kept that much longer still:
+//! [`ResponseCache::get`] no longer hands it out, but
 //! [`ResponseCache::get_stale`] does, for the answer to a request the
 //! database cannot serve (RFC 5861's `stale-if-error`).
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,19 +48,38 @@ pub struct Cached {
 }
 
 impl Cached {
-    /// Seconds since it was stored (the `Age` header), so caches in front
-    /// do not keep it longer than its `max-age` in all.
+    /// Seconds since it was stored: the `Age` of a stale answer.
     pub fn age(&self) -> u32 {
         self.stored.elapsed().as_secs().min(u32::MAX as u64) as u32
     }
 
-    fn is_fresh(&self) -> bool {
+    /// The `Age` of a fresh answer, so caches in front do not keep it past
+    /// its `max-age` in all: counted from when it was stored or, held past
+    /// its `max-age`, from the last multiple of it (no write changed it, so
+    /// computing it again then would have given these bytes).
+    pub fn fresh_age(&self) -> u32 {
+        match self.max_age {
+            0 => 0,
+            max_age => self.age() % max_age,
+        }
+    }
+
+    fn is_fresh(&self, hold: Duration) -> bool {
+        self.stored.elapsed() < self.lifetime(hold)
+    }
+
+    fn is_within_max_age(&self) -> bool {
         self.stored.elapsed() < Duration::from_secs(self.max_age.into())
+    }
+
+    fn lifetime(&self, hold: Duration) -> Duration {
+        Duration::from_secs(self.max_age.into()).max(hold)
     }
 }
 
-/// Keeps each entry for its `max-age` and then the stale-if-error window.
+/// Keeps each entry for its lifetime and then the stale-if-error window.
 struct PerEntryTtl {
+    hold: Duration,
     stale_for: Duration,
 }
 
@@ -58,22 +90,81 @@ impl moka::Expiry<CacheKey, Arc<Cached>> for PerEntryTtl {
         value: &Arc<Cached>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(Duration::from_secs(value.max_age.into()) + self.stale_for)
+        Some(value.lifetime(self.hold) + self.stale_for)
     }
 }
 
 type TagIndex = Arc<Mutex<HashMap<String, HashSet<CacheKey>>>>;
 
+/// Slots the purges are noted in, by a hash of the tag: two tags sharing a
+/// slot only make an insert give up when it need not have.
+const PURGE_SLOTS: usize = 4096;
+
+/// When tags were last purged, in a sequence of purges.
+struct Purges {
+    sequence: AtomicU64,
+    /// The last purge of a tag of each slot.
+    slots: Box<[AtomicU64]>,
+    /// The last purge of everything.
+    all: AtomicU64,
+}
+
+impl Purges {
+    fn new() -> Purges {
+        Purges {
+            sequence: AtomicU64::new(0),
+            slots: (0..PURGE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            all: AtomicU64::new(0),
+        }
+    }
+
+    fn slot(&self, tag: &str) -> &AtomicU64 {
+        let mut hasher = DefaultHasher::new();
+        tag.hash(&mut hasher);
+        &self.slots[(hasher.finish() % PURGE_SLOTS as u64) as usize]
+    }
+
+    /// Notes a purge of `tags` (all of them: `None`), before it is done.
+    fn note(&self, tags: Option<&[String]>) {
+        let now = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+        match tags {
+            Some(tags) => {
+                for tag in tags {
+                    self.slot(tag).fetch_max(now, Ordering::SeqCst);
+                }
+            }
+            None => {
+                self.all.fetch_max(now, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Whether one of `tags` was purged after `mark`.
+    fn since(&self, mark: Mark, tags: &[String]) -> bool {
+        self.all.load(Ordering::SeqCst) > mark.0
+            || tags
+                .iter()
+                .any(|tag| self.slot(tag).load(Ordering::SeqCst) > mark.0)
+    }
+}
+
+/// Where the purges stood when a request began to read.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark(u64);
+
 #[derive(Clone)]
 pub struct ResponseCache {
     entries: Cache<CacheKey, Arc<Cached>>,
     by_tag: TagIndex,
+    purges: Arc<Purges>,
+    hold: Duration,
 }
 
 impl ResponseCache {
     /// A cache holding at most `capacity_bytes` of answers, each kept for
-    /// `stale_for` past its `max-age` (zero: not at all).
-    pub fn new(capacity_bytes: u64, stale_for: Duration) -> ResponseCache {
+    /// its `max-age` or `hold` if that is longer, and `stale_for` past that
+    /// (zero: not at all).
+    pub fn new(capacity_bytes: u64, hold: Duration, stale_for: Duration) -> ResponseCache {
         let by_tag: TagIndex = Default::default();
         let index = by_tag.clone();
         let entries = Cache::builder()
@@ -84,7 +175,7 @@ impl ResponseCache {
                     .unwrap_or(u32::MAX)
             })
             .max_capacity(capacity_bytes)
-            .expire_after(PerEntryTtl { stale_for })
+            .expire_after(PerEntryTtl { hold, stale_for })
             .eviction_listener(move |key: Arc<CacheKey>, value: Arc<Cached>, _cause| {
                 let mut index = lock(&index);
                 for tag in &value.tags {
@@ -97,9 +188,13 @@ impl ResponseCache {
                 }
             })
             .build();
-        ResponseCache { entries, by_tag }
+        ResponseCache {
+            entries,
+            by_tag,
+            purges: Arc::new(Purges::new()),
+            hold,
+        }
     }
-
     /// The key of a request's answer: its document, operation, variables,
     /// response media type and request extensions.
     pub fn key(
@@ -124,9 +219,13 @@ impl ResponseCache {
         hasher.finalize().into()
     }
 
-    /// The answer for `key`, while it is fresh.
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<Cached>> {
-        self.entries.get(key).filter(|entry| entry.is_fresh())
+    /// The answer for `key`, while it is fresh: within its `max-age`, or
+    /// within the hold if `purges_arrive` (they may not while this replica
+    /// does not hear the others' notices).
+    pub fn get(&self, key: &CacheKey, purges_arrive: bool) -> Option<Arc<Cached>> {
+        self.entries.get(key).filter(|entry| {
+            entry.is_within_max_age() || (purges_arrive && entry.is_fresh(self.hold))
+        })
     }
 
     /// The answer for `key`, fresh or within its stale-if-error window.
@@ -134,8 +233,16 @@ impl ResponseCache {
         self.entries.get(key)
     }
 
-    pub fn insert(&self, key: CacheKey, value: Cached) {
-        if value.max_age == 0 {
+    /// Where the purges stand: what a request notes before it reads, for
+    /// [`ResponseCache::insert`].
+    pub fn mark(&self) -> Mark {
+        Mark(self.purges.sequence.load(Ordering::SeqCst))
+    }
+
+    /// Keeps `value`, an answer read after `since`, unless what it read was
+    /// purged since (it may hold what the write changed).
+    pub fn insert(&self, key: CacheKey, value: Cached, since: Mark) {
+        if value.max_age == 0 || self.purges.since(since, &value.tags) {
             return;
         }
         {
@@ -144,11 +251,18 @@ impl ResponseCache {
                 index.entry(tag.clone()).or_default().insert(key);
             }
         }
-        self.entries.insert(key, Arc::new(value));
+        let value = Arc::new(value);
+        self.entries.insert(key, value.clone());
+        // A purge noted after the check above may have looked for it
+        // before it was there: it is dropped here instead.
+        if self.purges.since(since, &value.tags) {
+            self.entries.invalidate(&key);
+        }
     }
 
     /// Drops every answer tagged with one of `tags`.
     pub fn purge(&self, tags: &[String]) -> usize {
+        self.purges.note(Some(tags));
         let keys: HashSet<CacheKey> = {
             let index = lock(&self.by_tag);
             tags.iter()
@@ -165,6 +279,7 @@ impl ResponseCache {
 
     /// Drops every answer (when purges may have been missed).
     pub fn purge_all(&self) {
+        self.purges.note(None);
         self.entries.invalidate_all();
     }
 }
@@ -200,12 +315,16 @@ mod tests {
 
     #[test]
     fn purging_a_tag_drops_exactly_the_entries_that_read_it() {
-        let cache = ResponseCache::new(1 << 20, Duration::ZERO);
-        cache.insert(key("a"), entry(&["product:1", "products"], 60));
-        cache.insert(key("b"), entry(&["product:2"], 60));
+        let cache = ResponseCache::new(1 << 20, Duration::ZERO, Duration::ZERO);
+        cache.insert(
+            key("a"),
+            entry(&["product:1", "products"], 60),
+            cache.mark(),
+        );
+        cache.insert(key("b"), entry(&["product:2"], 60), cache.mark());
         assert_eq!(cache.purge(&["product:1".to_string()]), 1);
-        assert!(cache.get(&key("a")).is_none());
-        assert!(cache.get(&key("b")).is_some());
+        assert!(cache.get(&key("a"), true).is_none());
+        assert!(cache.get(&key("b"), true).is_some());
     }
 
     #[test]
@@ -239,24 +358,135 @@ mod tests {
 
     #[test]
     fn an_entry_lives_for_its_max_age() {
-        let cache = ResponseCache::new(1 << 20, Duration::ZERO);
-        cache.insert(key("a"), entry(&[], 1));
-        assert!(cache.get(&key("a")).is_some());
+        let cache = ResponseCache::new(1 << 20, Duration::ZERO, Duration::ZERO);
+        cache.insert(key("a"), entry(&[], 1), cache.mark());
+        assert!(cache.get(&key("a"), true).is_some());
         std::thread::sleep(Duration::from_millis(1100));
-        assert!(cache.get(&key("a")).is_none());
+        assert!(cache.get(&key("a"), true).is_none());
         assert!(cache.get_stale(&key("a")).is_none());
     }
 
     #[test]
     fn past_its_max_age_an_entry_is_served_only_as_stale_within_the_window() {
-        let cache = ResponseCache::new(1 << 20, Duration::from_secs(1));
-        cache.insert(key("a"), entry(&[], 1));
-        assert!(cache.get(&key("a")).is_some());
+        let cache = ResponseCache::new(1 << 20, Duration::ZERO, Duration::from_secs(1));
+        cache.insert(key("a"), entry(&[], 1), cache.mark());
+        assert!(cache.get(&key("a"), true).is_some());
         std::thread::sleep(Duration::from_millis(1100));
-        assert!(cache.get(&key("a")).is_none(), "not fresh any more");
+        assert!(cache.get(&key("a"), true).is_none(), "not fresh any more");
         let stale = cache.get_stale(&key("a")).expect("kept for the window");
         assert!(stale.age() >= 1);
         std::thread::sleep(Duration::from_millis(1000));
         assert!(cache.get_stale(&key("a")).is_none(), "dropped after it");
+    }
+
+    #[test]
+    fn an_answer_no_write_changed_is_held_past_its_max_age_while_purges_arrive() {
+        let cache = ResponseCache::new(1 << 20, Duration::from_secs(60), Duration::ZERO);
+        cache.insert(key("a"), entry(&["inventory:1"], 1), cache.mark());
+        cache.insert(key("b"), entry(&["inventory:2"], 1), cache.mark());
+        std::thread::sleep(Duration::from_millis(1100));
+        let held = cache.get(&key("a"), true).expect("held");
+        assert_eq!(
+            held.fresh_age(),
+            0,
+            "counted from the last multiple of its max-age"
+        );
+        assert!(held.age() >= 1);
+        assert!(
+            cache.get(&key("a"), false).is_none(),
+            "past its max-age only while purges arrive"
+        );
+        assert_eq!(cache.purge(&["inventory:1".to_string()]), 1);
+        assert!(
+            cache.get(&key("a"), true).is_none(),
+            "a purge ends the hold"
+        );
+        assert!(cache.get(&key("b"), true).is_some());
+    }
+
+    #[test]
+    fn the_hold_never_shortens_a_max_age() {
+        let cache = ResponseCache::new(1 << 20, Duration::from_secs(1), Duration::ZERO);
+        cache.insert(key("a"), entry(&[], 60), cache.mark());
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(cache.get(&key("a"), false).is_some());
+        assert!(cache.get(&key("a"), true).is_some());
+    }
+
+    #[test]
+    fn an_answer_read_before_a_purge_of_what_it_read_is_not_kept() {
+        let cache = ResponseCache::new(1 << 20, Duration::from_secs(60), Duration::ZERO);
+        let before = cache.mark();
+        // A write commits and purges while the request is still reading.
+        cache.purge(&["inventory:1".to_string()]);
+        cache.insert(key("a"), entry(&["product:1", "inventory:1"], 5), before);
+        assert!(cache.get(&key("a"), true).is_none());
+        // Other tags purged meanwhile do not matter.
+        let before = cache.mark();
+        cache.purge(&["inventory:2".to_string()]);
+        cache.insert(key("b"), entry(&["product:1", "inventory:1"], 5), before);
+        assert!(cache.get(&key("b"), true).is_some());
+        // Nor does a purge the request began after.
+        cache.insert(key("c"), entry(&["inventory:1"], 5), cache.mark());
+        assert!(cache.get(&key("c"), true).is_some());
+        // Forgetting everything counts for every tag.
+        let before = cache.mark();
+        cache.purge_all();
+        cache.insert(key("d"), entry(&["product:9"], 5), before);
+        assert!(cache.get(&key("d"), true).is_none());
+    }
+
+    #[test]
+    fn racing_purges_never_leave_an_answer_older_than_them() {
+        // Writers purge `t` while readers keep answers they began before
+        // (each "reads" for a moment between its mark and its insert), and
+        // readers go on a little after the last purge: whatever is kept
+        // then began after that purge.
+        let cache = ResponseCache::new(1 << 24, Duration::from_secs(60), Duration::ZERO);
+        let tag = vec!["t".to_string()];
+        let purging = std::sync::atomic::AtomicUsize::new(2);
+        std::thread::scope(|scope| {
+            for reader in 0..4u8 {
+                let (cache, purging) = (&cache, &purging);
+                scope.spawn(move || {
+                    let mut after = 0;
+                    for i in 0u32.. {
+                        let mark = cache.mark();
+                        std::thread::yield_now();
+                        let mut value = entry(&["t"], 5);
+                        value.etag = mark.0.to_string();
+                        cache.insert(key(&format!("{reader}-{}", i % 50)), value, mark);
+                        if purging.load(Ordering::SeqCst) == 0 {
+                            after += 1;
+                            if after == 20 {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+            for _ in 0..2 {
+                let (cache, tag, purging) = (&cache, &tag, &purging);
+                scope.spawn(move || {
+                    for _ in 0..3000 {
+                        cache.purge(tag);
+                        std::thread::yield_now();
+                    }
+                    purging.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let last = cache.mark().0;
+        for reader in 0..4u8 {
+            for i in 0..50 {
+                if let Some(kept) = cache.get(&key(&format!("{reader}-{i}")), true) {
+                    let began: u64 = kept.etag.parse().unwrap();
+                    assert!(
+                        began >= last,
+                        "kept an answer begun at {began}, before purge {last}"
+                    );
+                }
+            }
+        }
     }
 }

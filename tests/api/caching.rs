@@ -277,3 +277,62 @@ async fn a_price_change_purges_the_answers_that_contain_the_product() {
     // What did not contain the product stays cached.
     assert_eq!(statements(&get(&app, other, None).await), 0);
 }
+
+async fn adjust_stock(app: &TestApp, product: &str, delta: i64) {
+    let reply = app
+        .query(
+            "mutation($p: ID!, $d: Int!) { adjustInventory(productId: $p, warehouse: \"east\", delta: $d) { available } }",
+            json!({ "p": product, "d": delta }),
+            Some(&app.admin_token()),
+        )
+        .await;
+    reply.data();
+}
+
+fn stock(body: &serde_json::Value) -> i64 {
+    body["data"]["product"]["inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|level| level["available"].as_i64().unwrap())
+        .sum()
+}
+
+/// Writes purge what they change, so an answer none changed is still the
+/// current one past its `max-age`: held (60 s by default), and served as
+/// freshly computed (`Age` from the last multiple of its `max-age`).
+#[tokio::test]
+async fn an_answer_no_write_changed_is_held_past_its_max_age_until_one_does() {
+    let app = TestApp::spawn_with(|c| c.max_cache_age = Some(1)).await;
+    let first = get(&app, PRODUCT_PAGE, None).await;
+    assert!(statements(&first) > 0);
+    let etag = header(&first, "etag");
+    let before: serde_json::Value = first.json().await.unwrap();
+
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let held = get(&app, PRODUCT_PAGE, None).await;
+    assert_eq!(statements(&held), 0, "held past its max-age");
+    assert_eq!(header(&held, "cache-control"), "public, max-age=1");
+    assert_eq!(header(&held, "age"), "0");
+    assert_eq!(header(&held, "etag"), etag);
+    assert_eq!(held.json::<serde_json::Value>().await.unwrap(), before);
+
+    adjust_stock(&app, "1", 3).await;
+    let after = get(&app, PRODUCT_PAGE, None).await;
+    assert!(statements(&after) > 0, "the write ended the hold");
+    let after: serde_json::Value = after.json().await.unwrap();
+    assert_eq!(stock(&after), stock(&before) + 3);
+}
+
+#[tokio::test]
+async fn without_a_hold_an_answer_is_kept_for_its_max_age_only() {
+    let app = TestApp::spawn_with(|c| {
+        c.max_cache_age = Some(1);
+        c.response_cache_hold = std::time::Duration::ZERO;
+    })
+    .await;
+    assert!(statements(&get(&app, PRODUCT_PAGE, None).await) > 0);
+    assert_eq!(statements(&get(&app, PRODUCT_PAGE, None).await), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(statements(&get(&app, PRODUCT_PAGE, None).await) > 0);
+}

@@ -94,7 +94,9 @@ async fn without_its_database_the_server_fails_fast_and_serves_stale_public_answ
         .await;
     assert_eq!(mutation.error_codes(), ["SERVICE_UNAVAILABLE"]);
 
-    // Past its max-age, within the window: served, and marked stale.
+    // Past its max-age, within the window: served, and marked stale. Not
+    // held as current: the notice connection went with the database, so
+    // another replica's purge could have been missed.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let stale: Reply = app.query(PRODUCT, json!({ "id": "7" }), None).await;
     assert_eq!(stale.status, 200);
