@@ -245,16 +245,19 @@ impl ResponseCache {
         if value.max_age == 0 || self.purges.since(since, &value.tags) {
             return;
         }
+        let value = Arc::new(value);
+        // Stored first, indexed after: storing over an earlier answer of
+        // the same key tells the eviction listener to unindex that one,
+        // which would unindex this one too if it were indexed already.
+        self.entries.insert(key, value.clone());
         {
             let mut index = lock(&self.by_tag);
             for tag in &value.tags {
                 index.entry(tag.clone()).or_default().insert(key);
             }
         }
-        let value = Arc::new(value);
-        self.entries.insert(key, value.clone());
         // A purge noted after the check above may have looked for it
-        // before it was there: it is dropped here instead.
+        // before it was indexed: it is dropped here instead.
         if self.purges.since(since, &value.tags) {
             self.entries.invalidate(&key);
         }
@@ -402,6 +405,17 @@ mod tests {
             "a purge ends the hold"
         );
         assert!(cache.get(&key("b"), true).is_some());
+    }
+
+    #[test]
+    fn an_answer_stored_twice_is_still_purged() {
+        // Two requests for the same new page, both missing the cache, both
+        // store it: the second replaces the first, and a purge finds it.
+        let cache = ResponseCache::new(1 << 20, Duration::from_secs(60), Duration::ZERO);
+        cache.insert(key("a"), entry(&["inventory:1"], 5), cache.mark());
+        cache.insert(key("a"), entry(&["inventory:1"], 5), cache.mark());
+        assert_eq!(cache.purge(&["inventory:1".to_string()]), 1);
+        assert!(cache.get(&key("a"), true).is_none());
     }
 
     #[test]
