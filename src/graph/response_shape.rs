@@ -49,6 +49,10 @@ pub struct ResponseShape {
 struct Planned<'d> {
     fields: Vec<(&'d str, &'d str)>,
     sets: Vec<&'d SelectionSet>,
+    /// The plan of its value's objects, made once for every object at this
+    /// place in the response (W2's 350 prices share one). Used only when the
+    /// key stands for one field: then every such object has one type.
+    plan: OnceCell<Plan<'d>>,
 }
 
 /// The response keys an object's selection sets name, in order.
@@ -160,20 +164,20 @@ impl<'d> Shaping<'d> {
     /// value ends up `null` though `ty` is non-null: its parent must then be
     /// `null` too. `plan` holds the plan of an object of `ty` once made, so
     /// the items of a list share one.
-    fn complete(
+    fn complete<'p>(
         &self,
         value: &mut Value,
         ty: &'d str,
         sets: &[&'d SelectionSet],
         errors: Option<&ErrorPaths>,
-        plan: &OnceCell<Plan<'d>>,
+        plan: &'p OnceCell<Plan<'d>>,
     ) -> bool {
         let (non_null, ty) = match MetaTypeName::create(ty) {
             MetaTypeName::NonNull(inner) => (true, inner),
             _ => (false, ty),
         };
         let fine = match MetaTypeName::create(ty) {
-            MetaTypeName::List(item) => self.list(value, item, sets, errors),
+            MetaTypeName::List(item) => self.list(value, item, sets, errors, plan),
             _ if sets.is_empty() => true,
             _ => self.object(value, Some(ty), sets, errors, plan),
         };
@@ -184,20 +188,21 @@ impl<'d> Shaping<'d> {
     }
 
     /// False when an item is `null` though the items' type is non-null.
-    fn list(
+    /// The items share `plan`, their objects' plan.
+    fn list<'p>(
         &self,
         value: &mut Value,
         item_ty: &'d str,
         sets: &[&'d SelectionSet],
         errors: Option<&ErrorPaths>,
+        plan: &'p OnceCell<Plan<'d>>,
     ) -> bool {
         let Value::List(items) = value else {
             return true;
         };
-        let plan = OnceCell::new();
         items.iter_mut().enumerate().all(|(index, item)| {
             let errors = ErrorPaths::item(errors, index);
-            self.complete(item, item_ty, sets, errors, &plan)
+            self.complete(item, item_ty, sets, errors, plan)
         })
     }
 
@@ -205,13 +210,13 @@ impl<'d> Shaping<'d> {
     /// False when one of them is `null` though its type is non-null. `ty` is
     /// `None` under a field the registry does not describe (introspection):
     /// the object is only ordered, and so is every object of a list there.
-    fn object(
+    fn object<'p>(
         &self,
         value: &mut Value,
         ty: Option<&'d str>,
         sets: &[&'d SelectionSet],
         errors: Option<&ErrorPaths>,
-        plan: &OnceCell<Plan<'d>>,
+        plan: &'p OnceCell<Plan<'d>>,
     ) -> bool {
         if *value == Value::Null && errors.is_some_and(ErrorPaths::below) {
             // async-graphql makes an object whose every field failed `null`.
@@ -239,37 +244,32 @@ impl<'d> Shaping<'d> {
                 _ => None,
             })
             .flatten();
+        // Most objects arrive complete and in order (every field resolved,
+        // and those that were ready at once in selection order): they are
+        // shaped in place, without being built again.
+        let in_order = errors.is_none()
+            && map.len() == plan.len()
+            && map.keys().zip(plan.keys()).all(|(got, want)| got == *want);
+        if in_order {
+            return map
+                .values_mut()
+                .zip(plan.values())
+                .fold(true, |fine, (child, planned)| {
+                    self.child(child, planned, typename.as_deref(), None) && fine
+                });
+        }
         let mut unordered = std::mem::take(map);
         let mut ordered = IndexMap::with_capacity(unordered.len());
         let mut fine = true;
         for (key, planned) in plan {
             let errors = ErrorPaths::field(errors, key.as_str());
-            let field_ty = self.field_type(planned, typename.as_deref());
             match unordered.swap_remove(key.as_str()) {
                 Some(mut child) => {
-                    match field_ty {
-                        Some(field_ty) => {
-                            fine &= self.complete(
-                                &mut child,
-                                field_ty,
-                                &planned.sets,
-                                errors,
-                                &OnceCell::new(),
-                            )
-                        }
-                        None => {
-                            fine &= self.object(
-                                &mut child,
-                                None,
-                                &planned.sets,
-                                errors,
-                                &OnceCell::new(),
-                            )
-                        }
-                    }
+                    fine &= self.child(&mut child, planned, typename.as_deref(), errors);
                     ordered.insert((*key).clone(), child);
                 }
                 None if errors.is_some_and(|errors| errors.here) => {
+                    let field_ty = self.field_type(planned, typename.as_deref());
                     fine &= !field_ty.is_some_and(|ty| MetaTypeName::create(ty).is_non_null());
                     ordered.insert((*key).clone(), Value::Null);
                 }
@@ -282,6 +282,27 @@ impl<'d> Shaping<'d> {
         ordered.extend(unordered);
         *map = ordered;
         fine
+    }
+
+    /// Shapes the value of one of an object's keys. False as `complete`.
+    fn child<'p>(
+        &self,
+        child: &mut Value,
+        planned: &'p Planned<'d>,
+        typename: Option<&str>,
+        errors: Option<&ErrorPaths>,
+    ) -> bool {
+        let fresh = OnceCell::new();
+        let plan = if planned.fields.len() == 1 {
+            &planned.plan
+        } else {
+            // Under a union, the same key may hold objects of other types.
+            &fresh
+        };
+        match self.field_type(planned, typename) {
+            Some(field_ty) => self.complete(child, field_ty, &planned.sets, errors, plan),
+            None => self.object(child, None, &planned.sets, errors, plan),
+        }
     }
 
     /// The schema type of the field a response key stands for.
@@ -408,6 +429,25 @@ mod tests {
         assert_eq!(
             out,
             r#"{"b":{"z":2,"y":1},"a":[{"x":2,"w":1},{"x":4,"w":3}]}"#
+        );
+    }
+
+    #[test]
+    fn an_object_already_in_order_still_has_its_children_ordered() {
+        // Each item arrives in order (`a` before `n`), each item's `n` does
+        // not: the items are shaped in place, their `n` is reordered, and
+        // every item's `n` follows one plan made once.
+        let out = ordered(
+            "{ l { a n { z y } } }",
+            serde_json::json!({}),
+            serde_json::json!({ "l": [
+                { "a": 1, "n": { "y": 1, "z": 2 } },
+                { "a": 2, "n": { "y": 3, "z": 4 } },
+            ] }),
+        );
+        assert_eq!(
+            out,
+            r#"{"l":[{"a":1,"n":{"z":2,"y":1}},{"a":2,"n":{"z":4,"y":3}}]}"#
         );
     }
 
