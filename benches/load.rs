@@ -758,14 +758,21 @@ fn tree_cpu_ticks(pid: u32) -> u64 {
         .into_iter()
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // After "pid (comm)": state is field 3, utime and stime 14 and 15.
-            let (_, rest) = stat.rsplit_once(')')?;
-            let mut fields = rest.split_whitespace().skip(11);
-            let user = fields.next()?.parse::<u64>().ok()?;
-            let system = fields.next()?.parse::<u64>().ok()?;
-            Some(user + system)
+            // utime and stime.
+            Some(stat_field(&stat, 14)? + stat_field(&stat, 15)?)
         })
         .sum()
+}
+
+/// Field `number` of a `/proc/PID/stat` line, counted from 1 as proc(5)
+/// does: "pid (comm) state ppid …". The comm may hold spaces, so the fields
+/// are counted after its closing parenthesis, from the state (field 3).
+fn stat_field(stat: &str, number: usize) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace()
+        .nth(number.checked_sub(3)?)?
+        .parse()
+        .ok()
 }
 
 /// `pid` and its descendants.
@@ -783,11 +790,8 @@ fn process_tree(pid: u32) -> Vec<u32> {
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
                 continue;
             };
-            // pid (comm) state ppid …: comm may hold spaces, so split after ')'.
-            let parent = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
+            // The parent's pid (ppid).
+            let parent = stat_field(&stat, 4).and_then(|p| u32::try_from(p).ok());
             if let Some(parent) = parent {
                 children.entry(parent).or_default().push(child);
             }

@@ -164,13 +164,13 @@ impl<'d> Shaping<'d> {
     /// value ends up `null` though `ty` is non-null: its parent must then be
     /// `null` too. `plan` holds the plan of an object of `ty` once made, so
     /// the items of a list share one.
-    fn complete<'p>(
+    fn complete(
         &self,
         value: &mut Value,
         ty: &'d str,
         sets: &[&'d SelectionSet],
         errors: Option<&ErrorPaths>,
-        plan: &'p OnceCell<Plan<'d>>,
+        plan: &OnceCell<Plan<'d>>,
     ) -> bool {
         let (non_null, ty) = match MetaTypeName::create(ty) {
             MetaTypeName::NonNull(inner) => (true, inner),
@@ -189,13 +189,13 @@ impl<'d> Shaping<'d> {
 
     /// False when an item is `null` though the items' type is non-null.
     /// The items share `plan`, their objects' plan.
-    fn list<'p>(
+    fn list(
         &self,
         value: &mut Value,
         item_ty: &'d str,
         sets: &[&'d SelectionSet],
         errors: Option<&ErrorPaths>,
-        plan: &'p OnceCell<Plan<'d>>,
+        plan: &OnceCell<Plan<'d>>,
     ) -> bool {
         let Value::List(items) = value else {
             return true;
@@ -210,13 +210,13 @@ impl<'d> Shaping<'d> {
     /// False when one of them is `null` though its type is non-null. `ty` is
     /// `None` under a field the registry does not describe (introspection):
     /// the object is only ordered, and so is every object of a list there.
-    fn object<'p>(
+    fn object(
         &self,
         value: &mut Value,
         ty: Option<&'d str>,
         sets: &[&'d SelectionSet],
         errors: Option<&ErrorPaths>,
-        plan: &'p OnceCell<Plan<'d>>,
+        plan: &OnceCell<Plan<'d>>,
     ) -> bool {
         if *value == Value::Null && errors.is_some_and(ErrorPaths::below) {
             // async-graphql makes an object whose every field failed `null`.
@@ -285,10 +285,10 @@ impl<'d> Shaping<'d> {
     }
 
     /// Shapes the value of one of an object's keys. False as `complete`.
-    fn child<'p>(
+    fn child(
         &self,
         child: &mut Value,
-        planned: &'p Planned<'d>,
+        planned: &Planned<'d>,
         typename: Option<&str>,
         errors: Option<&ErrorPaths>,
     ) -> bool {
