@@ -6,11 +6,6 @@ use super::{CategoryRow, CountRow, ImageRow, InventoryRow, ProductRow, ReviewRow
 const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.title, p.description, p.price_cents, p.currency, \
      p.category_id, p.created_at, p.updated_at";
 
-/// Bound parameters per statement for `IN (…)` lists: far below SQLite's limit
-/// (32,766) and PostgreSQL's (65,535), large enough that a DataLoader batch
-/// (at most 1,000 keys) is always one statement.
-pub const MAX_IDS_PER_STATEMENT: usize = 1000;
-
 /// Which products a listing includes. Every condition is optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ProductFilter {
@@ -150,28 +145,22 @@ fn escape_like(term: &str) -> String {
 impl Store {
     pub async fn products_by_ids(&self, ids: &[i64]) -> Result<Vec<ProductRow>, StoreError> {
         self.tags.read(ids.iter().map(|&id| tags::product(id)));
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(ids, |sql, list| {
             sql.push(&format!(
                 "SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.id IN ({list})"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn products_by_skus(&self, skus: &[String]) -> Result<Vec<ProductRow>, StoreError> {
-        let mut out = Vec::with_capacity(skus.len());
-        for chunk in skus.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_strings(chunk);
-            sql.push(&format!(
-                "SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.sku IN ({list})"
-            ));
-            out.extend(self.fetch_all(sql).await?);
-        }
+        let out = self
+            .fetch_in_chunks(skus, |sql, list| {
+                sql.push(&format!(
+                    "SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.sku IN ({list})"
+                ));
+            })
+            .await?;
         self.tags
             .read(out.iter().map(|row: &ProductRow| tags::product(row.id)));
         Ok(out)
@@ -199,25 +188,21 @@ impl Store {
         page: &ProductPage,
     ) -> Result<Vec<ProductRow>, StoreError> {
         self.tags.read([tags::PRODUCTS.to_string()]);
-        let mut out = Vec::new();
-        for chunk in category_ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(category_ids, |sql, list| {
             sql.push(&format!(
                 "SELECT id, sku, title, description, price_cents, currency, category_id, \
-                 created_at, updated_at FROM (SELECT {PRODUCT_COLUMNS}, ROW_NUMBER() OVER \
-                 (PARTITION BY p.category_id ORDER BY {}) AS rn FROM products p \
-                 WHERE p.category_id IN ({list})",
+             created_at, updated_at FROM (SELECT {PRODUCT_COLUMNS}, ROW_NUMBER() OVER \
+             (PARTITION BY p.category_id ORDER BY {}) AS rn FROM products p \
+             WHERE p.category_id IN ({list})",
                 page.order_by()
             ));
-            page.push_conditions(&mut sql);
+            page.push_conditions(sql);
             let limit = sql.bind(page.limit);
             sql.push(&format!(
                 ") AS t WHERE t.rn <= {limit} ORDER BY t.category_id, t.rn"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn products_count(&self, filter: &ProductFilter) -> Result<i64, StoreError> {
@@ -234,19 +219,15 @@ impl Store {
         filter: &ProductFilter,
     ) -> Result<Vec<CountRow>, StoreError> {
         self.tags.read([tags::PRODUCTS.to_string()]);
-        let mut out = Vec::new();
-        for chunk in category_ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(category_ids, |sql, list| {
             sql.push(&format!(
                 "SELECT p.category_id AS parent_id, COUNT(*) AS count FROM products p \
-                 WHERE p.category_id IN ({list})"
+             WHERE p.category_id IN ({list})"
             ));
-            push_filter(&mut sql, filter);
+            push_filter(sql, filter);
             sql.push(" GROUP BY p.category_id");
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn categories_all(&self) -> Result<Vec<CategoryRow>, StoreError> {
@@ -259,16 +240,12 @@ impl Store {
 
     pub async fn categories_by_ids(&self, ids: &[i64]) -> Result<Vec<CategoryRow>, StoreError> {
         self.tags.read(ids.iter().map(|&id| tags::category(id)));
-        let mut out = Vec::new();
-        for chunk in ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(ids, |sql, list| {
             sql.push(&format!(
                 "SELECT id, name, slug FROM categories WHERE id IN ({list})"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn categories_by_slugs(
@@ -276,16 +253,12 @@ impl Store {
         slugs: &[String],
     ) -> Result<Vec<CategoryRow>, StoreError> {
         self.tags.read([tags::CATEGORIES.to_string()]);
-        let mut out = Vec::new();
-        for chunk in slugs.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_strings(chunk);
+        self.fetch_in_chunks(slugs, |sql, list| {
             sql.push(&format!(
                 "SELECT id, name, slug FROM categories WHERE slug IN ({list})"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn inventory_by_products(
@@ -294,17 +267,13 @@ impl Store {
     ) -> Result<Vec<InventoryRow>, StoreError> {
         self.tags
             .read(product_ids.iter().map(|&id| tags::inventory(id)));
-        let mut out = Vec::new();
-        for chunk in product_ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(product_ids, |sql, list| {
             sql.push(&format!(
                 "SELECT product_id, warehouse, available FROM inventory \
-                 WHERE product_id IN ({list}) ORDER BY product_id, warehouse"
+             WHERE product_id IN ({list}) ORDER BY product_id, warehouse"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     /// The first `limit` images of each product, by position.
@@ -315,20 +284,16 @@ impl Store {
     ) -> Result<Vec<ImageRow>, StoreError> {
         self.tags
             .read(product_ids.iter().map(|&id| tags::product(id)));
-        let mut out = Vec::new();
-        for chunk in product_ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(product_ids, |sql, list| {
             let limit = sql.bind(limit);
             sql.push(&format!(
                 "SELECT id, product_id, url, alt, position FROM (SELECT id, product_id, url, \
-                 alt, position, ROW_NUMBER() OVER (PARTITION BY product_id ORDER BY position, id) \
-                 AS rn FROM product_images WHERE product_id IN ({list})) AS t \
-                 WHERE t.rn <= {limit} ORDER BY product_id, rn"
+             alt, position, ROW_NUMBER() OVER (PARTITION BY product_id ORDER BY position, id) \
+             AS rn FROM product_images WHERE product_id IN ({list})) AS t \
+             WHERE t.rn <= {limit} ORDER BY product_id, rn"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     /// Each product's newest reviews (by id, descending), at most `limit`, older
@@ -341,10 +306,7 @@ impl Store {
     ) -> Result<Vec<ReviewRow>, StoreError> {
         self.tags
             .read(product_ids.iter().map(|&id| tags::reviews(id)));
-        let mut out = Vec::new();
-        for chunk in product_ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(product_ids, |sql, list| {
             let before = match before {
                 Some(id) => format!(" AND id < {}", sql.bind(id)),
                 None => String::new(),
@@ -352,28 +314,23 @@ impl Store {
             let limit = sql.bind(limit);
             sql.push(&format!(
                 "SELECT id, product_id, customer_id, rating, body, created_at FROM (SELECT id, \
-                 product_id, customer_id, rating, body, created_at, ROW_NUMBER() OVER \
-                 (PARTITION BY product_id ORDER BY id DESC) AS rn FROM reviews \
-                 WHERE product_id IN ({list}){before}) AS t \
-                 WHERE t.rn <= {limit} ORDER BY product_id, rn"
+             product_id, customer_id, rating, body, created_at, ROW_NUMBER() OVER \
+             (PARTITION BY product_id ORDER BY id DESC) AS rn FROM reviews \
+             WHERE product_id IN ({list}){before}) AS t \
+             WHERE t.rn <= {limit} ORDER BY product_id, rn"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn reviews_by_ids(&self, ids: &[i64]) -> Result<Vec<ReviewRow>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(ids, |sql, list| {
             sql.push(&format!(
                 "SELECT id, product_id, customer_id, rating, body, created_at FROM reviews \
-                 WHERE id IN ({list})"
+             WHERE id IN ({list})"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn review_stats_by_products(
@@ -382,18 +339,14 @@ impl Store {
     ) -> Result<Vec<ReviewStatsRow>, StoreError> {
         self.tags
             .read(product_ids.iter().map(|&id| tags::reviews(id)));
-        let mut out = Vec::new();
-        for chunk in product_ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(product_ids, |sql, list| {
             sql.push(&format!(
                 "SELECT product_id, COUNT(*) AS review_count, \
-                 CAST(AVG(rating) AS DOUBLE PRECISION) AS average_rating FROM reviews \
-                 WHERE product_id IN ({list}) GROUP BY product_id"
+             CAST(AVG(rating) AS DOUBLE PRECISION) AS average_rating FROM reviews \
+             WHERE product_id IN ({list}) GROUP BY product_id"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 }
 

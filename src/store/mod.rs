@@ -28,13 +28,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Connection, Executor, FromRow};
+use sqlx::{Any, AnyPool, Connection, Encode, Executor, FromRow, Type};
 
-pub use catalog::{ProductFilter, ProductPage, ProductSort, SortValue, MAX_IDS_PER_STATEMENT};
+pub use catalog::{ProductFilter, ProductPage, ProductSort, SortValue};
 pub use orders::OrderPage;
 pub use rows::*;
 pub use sql::Sql;
 pub use writes::{allowed_predecessors, request_hash, NewOrderLine, Placed, WriteError};
+
+/// Bound parameters per statement for `IN (…)` lists: far below SQLite's limit
+/// (32,766) and PostgreSQL's (65,535), large enough that a DataLoader batch
+/// (at most 1,000 keys) is always one statement.
+pub const MAX_IDS_PER_STATEMENT: usize = 1000;
 
 /// Which database engine a URL points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -368,6 +373,28 @@ impl Store {
             .await
     }
 
+    /// The rows of one statement per [`MAX_IDS_PER_STATEMENT`] of `keys`, in
+    /// order. `statement` writes each one's text around its `IN (…)` list,
+    /// whose placeholders (`$1, $2, …`) are bound first; it may bind more.
+    pub(crate) async fn fetch_in_chunks<K, T>(
+        &self,
+        keys: &[K],
+        statement: impl Fn(&mut Sql, &str),
+    ) -> Result<Vec<T>, StoreError>
+    where
+        K: Clone + Encode<'static, Any> + Type<Any> + Send + 'static,
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_IDS_PER_STATEMENT) {
+            let mut sql = Sql::new("");
+            let list = sql.bind_list(chunk);
+            statement(&mut sql, &list);
+            out.extend(self.fetch_all(sql).await?);
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn fetch_one<T>(&self, sql: Sql) -> Result<T, StoreError>
     where
         T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
@@ -495,6 +522,32 @@ mod tests {
         }
         let quick: (i32,) = store.fetch_one(Sql::new("SELECT 1")).await.unwrap();
         assert_eq!(quick.0, 1);
+    }
+
+    #[tokio::test]
+    async fn a_list_longer_than_one_statement_takes_is_read_in_statements_of_its_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/chunks.db", dir.path().display());
+        let store = Store::connect(&url, &PoolSettings::with_max_connections(1))
+            .await
+            .unwrap();
+        let numbers = "WITH RECURSIVE n(id) AS (SELECT 1 UNION ALL SELECT id + 1 FROM n \
+                       WHERE id < 3000) SELECT id FROM n";
+        let ids: Vec<i64> = (1..=2 * MAX_IDS_PER_STATEMENT as i64 + 1).collect();
+        let before = store.statements();
+        let rows: Vec<(i64, i64)> = store
+            .fetch_in_chunks(&ids, |sql, list| {
+                let doubled = sql.bind(2_i64);
+                sql.push(&format!(
+                    "SELECT id, id * {doubled} FROM ({numbers}) AS t WHERE id IN ({list}) \
+                     ORDER BY id"
+                ));
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.statements() - before, 3);
+        let expected: Vec<(i64, i64)> = ids.iter().map(|&id| (id, 2 * id)).collect();
+        assert_eq!(rows, expected);
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! Order reads. Orders list newest first (id descending); the id is the keyset.
 
-use super::catalog::MAX_IDS_PER_STATEMENT;
 use super::{CountRow, OrderItemRow, OrderRow, Sql, Store, StoreError};
 
 const ORDER_COLUMNS: &str =
@@ -36,33 +35,25 @@ fn push_status(sql: &mut Sql, status: &Option<String>) {
 
 impl Store {
     pub async fn orders_by_ids(&self, ids: &[i64]) -> Result<Vec<OrderRow>, StoreError> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(ids, |sql, list| {
             sql.push(&format!(
                 "SELECT {ORDER_COLUMNS} FROM orders o WHERE o.id IN ({list})"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn order_items_by_orders(
         &self,
         order_ids: &[i64],
     ) -> Result<Vec<OrderItemRow>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in order_ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(order_ids, |sql, list| {
             sql.push(&format!(
                 "SELECT id, order_id, product_id, quantity, unit_price_cents FROM order_items \
-                 WHERE order_id IN ({list}) ORDER BY order_id, id"
+             WHERE order_id IN ({list}) ORDER BY order_id, id"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     /// One page of all orders (the admin listing), newest first.
@@ -80,24 +71,20 @@ impl Store {
         customer_ids: &[i64],
         page: &OrderPage,
     ) -> Result<Vec<OrderRow>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in customer_ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(customer_ids, |sql, list| {
             sql.push(&format!(
                 "SELECT id, number, customer_id, status, total_cents, currency, created_at, \
-                 updated_at FROM (SELECT {ORDER_COLUMNS}, ROW_NUMBER() OVER \
-                 (PARTITION BY o.customer_id ORDER BY o.id DESC) AS rn FROM orders o \
-                 WHERE o.customer_id IN ({list})"
+             updated_at FROM (SELECT {ORDER_COLUMNS}, ROW_NUMBER() OVER \
+             (PARTITION BY o.customer_id ORDER BY o.id DESC) AS rn FROM orders o \
+             WHERE o.customer_id IN ({list})"
             ));
-            page.push_conditions(&mut sql);
+            page.push_conditions(sql);
             let limit = sql.bind(page.limit);
             sql.push(&format!(
                 ") AS t WHERE t.rn <= {limit} ORDER BY t.customer_id, t.rn"
             ));
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn orders_count(&self, status: &Option<String>) -> Result<i64, StoreError> {
@@ -112,18 +99,14 @@ impl Store {
         customer_ids: &[i64],
         status: &Option<String>,
     ) -> Result<Vec<CountRow>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in customer_ids.chunks(MAX_IDS_PER_STATEMENT) {
-            let mut sql = Sql::new("");
-            let list = sql.bind_list(chunk);
+        self.fetch_in_chunks(customer_ids, |sql, list| {
             sql.push(&format!(
                 "SELECT o.customer_id AS parent_id, COUNT(*) AS count FROM orders o \
-                 WHERE o.customer_id IN ({list})"
+             WHERE o.customer_id IN ({list})"
             ));
-            push_status(&mut sql, status);
+            push_status(sql, status);
             sql.push(" GROUP BY o.customer_id");
-            out.extend(self.fetch_all(sql).await?);
-        }
-        Ok(out)
+        })
+        .await
     }
 }

@@ -39,20 +39,12 @@ impl Sql {
         format!("${}", self.count)
     }
 
-    /// Binds every id and returns `$a, $b, …` for an `IN (…)` list.
-    pub fn bind_list(&mut self, ids: &[i64]) -> String {
-        let mut out = String::with_capacity(ids.len() * 5);
-        for (i, id) in ids.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            out.push_str(&self.bind(*id));
-        }
-        out
-    }
-
-    pub fn bind_strings(&mut self, values: &[String]) -> String {
-        let mut out = String::new();
+    /// Binds every value and returns `$a, $b, …` for an `IN (…)` list.
+    pub fn bind_list<T>(&mut self, values: &[T]) -> String
+    where
+        T: Clone + Encode<'static, Any> + Type<Any> + Send + 'static,
+    {
+        let mut out = String::with_capacity(values.len() * 5);
         for (i, value) in values.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
