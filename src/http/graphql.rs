@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::problem::{codes, Problem, Refused};
-use super::response_cache::{Cached, ResponseCache};
+use super::response_cache::{Cached, CachedHeaders, ResponseCache};
 use super::subscriptions::over_http;
 use super::{graphiql, throttle, AppState, REQUEST_ID};
 use crate::auth::Viewer;
@@ -785,24 +785,75 @@ pub(super) struct Registration {
 }
 
 /// A request ready to run, with the JSON the response cache keys it by.
+/// The async-graphql request itself is built only when it runs (see
+/// [`Prepared::request`]): an answer from the response cache needs none of it.
 pub(super) struct Prepared {
-    pub request: async_graphql::Request,
+    /// The document's text: the one sent, or the persisted one.
+    pub query: Arc<str>,
+    pub operation_name: Option<String>,
     pub variables: serde_json::Value,
     pub extensions: serde_json::Value,
     /// The registered document, if it is one.
     pub registered: Option<Registration>,
     /// The client asked for the cost (`"extensions": {"cost": true}`).
     pub reports_cost: bool,
-    /// A GET's document, parsed (from [`AppState::documents`]): handed to
-    /// the request only if it runs, not when the response cache answers.
-    pub document: Option<Arc<ExecutableDocument>>,
+    /// Its text was measured against the limits (a registered one was,
+    /// when it was registered).
+    pub text_checked: bool,
+    /// A GET's document, parsed (from [`AppState::documents`]).
+    document: Option<Arc<ExecutableDocument>>,
     /// Not parsed yet (a POST): parsed from [`AppState::documents`] only if
     /// it runs.
-    pub unparsed: bool,
+    unparsed: bool,
+    /// The request, once [`Prepared::request`] built it.
+    built: Option<async_graphql::Request>,
 }
 
-/// Checks the parameters and builds the GraphQL request: the document (sent,
-/// or persisted), its variables, operation name and extensions. A GET's
+impl Prepared {
+    /// The async-graphql request this runs as, its document attached (see
+    /// [`attach_document`]): built the first time it is asked for.
+    pub fn request(&mut self, app: &AppState) -> &mut async_graphql::Request {
+        let request = self.take_request(app);
+        self.built.insert(request)
+    }
+
+    /// The request, to run (see [`Prepared::request`]).
+    pub fn take_request(&mut self, app: &AppState) -> async_graphql::Request {
+        if let Some(request) = self.built.take() {
+            return request;
+        }
+        let mut request = async_graphql::Request::new(self.query.to_string())
+            .variables(Variables::from_json(self.variables.clone()));
+        if let Some(registered) = &self.registered {
+            request = request.data(graph::Vetted {
+                cost: registered.cost,
+            });
+        }
+        if self.text_checked {
+            request = request.data(graph::TextChecked);
+        }
+        if let Some(name) = &self.operation_name {
+            request = request.operation_name(name);
+        }
+        if let serde_json::Value::Object(extensions) = &self.extensions {
+            for (key, value) in extensions {
+                if let Ok(value) = Value::from_json(value.clone()) {
+                    request.extensions.insert(key.clone(), value);
+                }
+            }
+        }
+        attach_document(
+            app,
+            &mut request,
+            self.document.take(),
+            std::mem::take(&mut self.unparsed),
+        );
+        request
+    }
+}
+
+/// Checks the parameters and reads the request: the document (sent, or
+/// persisted), its variables, operation name and extensions. A GET's
 /// document is measured and parsed here, to refuse a mutation before it runs:
 /// the limits on the text come first, so nothing unmeasured reaches the
 /// parser (a registered document was measured when it was registered).
@@ -816,25 +867,19 @@ pub(super) async fn prepare(
     let resolved = resolve_document(app, headers, &params, extensions.as_ref()).await?;
     let variables = read_variables(app, params.variables.as_deref())?;
     let operation_name = params.operation_name.filter(|n| !n.is_empty());
-    let mut request = async_graphql::Request::new(resolved.query.to_string())
-        .variables(Variables::from_json(variables.clone()));
-    if let Some(registered) = &resolved.registered {
-        request = request.data(graph::Vetted {
-            cost: registered.cost,
-        });
-    }
     let mut document = None;
+    let mut text_checked = false;
     if *method == Method::GET {
         if resolved.registered.is_none() {
             app.config
                 .limits
-                .check_text(&request.query)
+                .check_text(&resolved.query)
                 .map_err(|exceeded| Problem::exceeded(&exceeded))?;
-            request = request.data(graph::TextChecked);
+            text_checked = true;
         }
         // The parsed document goes to async-graphql if the request runs; a
         // document that does not parse is reported by execution, with its code.
-        document = app.documents.parse(&request.query).ok();
+        document = app.documents.parse(&resolved.query).ok();
         let ty = document
             .as_deref()
             .and_then(|document| operation_type(document, operation_name.as_deref()));
@@ -850,20 +895,13 @@ pub(super) async fn prepare(
             .with_header(header::ALLOW, "POST"));
         }
     }
-    if let Some(name) = operation_name {
-        request = request.operation_name(name);
-    }
-    for (key, value) in extensions.iter().flatten() {
-        if let Ok(value) = Value::from_json(value.clone()) {
-            request.extensions.insert(key.clone(), value);
-        }
-    }
     let reports_cost = extensions
         .as_ref()
         .and_then(|e| e.get("cost"))
         .is_some_and(|cost| *cost == serde_json::Value::Bool(true));
     Ok(Prepared {
-        request,
+        query: resolved.query.clone(),
+        operation_name,
         variables,
         extensions: extensions.map_or(serde_json::Value::Null, serde_json::Value::Object),
         registered: resolved.registered.as_ref().map(|registered| Registration {
@@ -872,8 +910,10 @@ pub(super) async fn prepare(
             cost: registered.cost,
         }),
         reports_cost,
+        text_checked,
         unparsed: document.is_none() && *method != Method::GET,
         document,
+        built: None,
     })
 }
 
@@ -883,7 +923,7 @@ pub(super) async fn prepare(
 /// yet is measured first, and one over the limits on text is not parsed:
 /// execution refuses it, as it refuses one that does not parse, each with
 /// its code.
-pub(super) fn attach_document(
+fn attach_document(
     app: &AppState,
     request: &mut async_graphql::Request,
     document: Option<Arc<ExecutableDocument>>,
@@ -946,16 +986,10 @@ pub(super) async fn respond(
     let content_type = media.content_type();
     let viewer_is_authenticated = viewer.is_authenticated();
     let span = tracing::Span::current();
-    let Prepared {
-        mut request,
-        variables: variables_json,
-        extensions: extensions_json,
-        registered,
-        reports_cost,
-        document,
-        unparsed,
-    } = prepared;
-    let operation = match &registered {
+    let mut prepared = prepared;
+    let reports_cost = prepared.reports_cost;
+    let registered_cost = prepared.registered.as_ref().map(|r| r.cost);
+    let operation = match &prepared.registered {
         Some(registration) => {
             span.record("document_id", registration.id.as_str());
             registration
@@ -978,10 +1012,10 @@ pub(super) async fn respond(
         && app.config.response_cache_bytes > 0)
         .then(|| {
             ResponseCache::key(
-                &request.query,
-                request.operation_name.as_deref(),
-                &variables_json,
-                &extensions_json,
+                &prepared.query,
+                prepared.operation_name.as_deref(),
+                &prepared.variables,
+                &prepared.extensions,
                 // The router may be answered what others are refused.
                 &format!("{content_type};{router:?}"),
             )
@@ -1016,11 +1050,12 @@ pub(super) async fn respond(
     if app.store.is_down() {
         return unavailable(operation);
     }
+    let mut request = prepared.take_request(app);
     if let Some(admission) = &admission {
-        match &registered {
+        match registered_cost {
             // A registered document's cost is known: paid before it runs.
-            Some(registration) => {
-                if let Err(throttled) = admission.spend(registration.cost) {
+            Some(cost) => {
+                if let Err(throttled) = admission.spend(cost) {
                     let mut response = throttle::refusal(
                         app,
                         admission.tier(),
@@ -1042,8 +1077,7 @@ pub(super) async fn respond(
         }
     }
     request = request.data(app.metrics.clone());
-    attach_document(app, &mut request, document, unparsed);
-    let entity_keys = representations(&variables_json);
+    let entity_keys = representations(&prepared.variables);
     // Before anything is read: an answer that a write purged meanwhile is
     // not kept.
     let marked = app.response_cache.mark();
@@ -1150,11 +1184,13 @@ pub(super) async fn respond(
     if !not_modified {
         out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
-    if let Ok(value) = HeaderValue::from_str(&cache_control_header(app, cache_control)) {
-        out.insert(header::CACHE_CONTROL, value);
+    let cache_control_value = HeaderValue::from_str(&cache_control_header(app, cache_control));
+    if let Ok(value) = &cache_control_value {
+        out.insert(header::CACHE_CONTROL, value.clone());
     }
-    if let Some(tag) = etag.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
-        out.insert(header::ETAG, tag);
+    let etag_value = etag.as_deref().map(HeaderValue::from_str);
+    if let Some(Ok(value)) = &etag_value {
+        out.insert(header::ETAG, value.clone());
     }
     let tags = scope.store.tags();
     let written = tags.tags_written();
@@ -1168,10 +1204,19 @@ pub(super) async fn respond(
     }
     if let (CacheControl::Public(max_age), Some(tag)) = (cache_control, etag) {
         let read = tags.tags_read();
-        if let Ok(value) = HeaderValue::from_str(&read.join(" ")) {
-            out.insert(SURROGATE_KEY, value);
+        let surrogate_key = HeaderValue::from_str(&read.join(" "));
+        if let Ok(value) = &surrogate_key {
+            out.insert(SURROGATE_KEY, value.clone());
         }
-        if let (Some(key), false) = (cache_key, not_modified) {
+        // Every header is kept as sent (tags and ETags are header-safe text,
+        // so none was left out above).
+        if let (Some(key), false, Ok(cache_control), Some(Ok(etag)), Ok(surrogate_key)) = (
+            cache_key,
+            not_modified,
+            cache_control_value,
+            etag_value,
+            surrogate_key,
+        ) {
             app.response_cache.insert(
                 key,
                 Cached {
@@ -1180,6 +1225,11 @@ pub(super) async fn respond(
                     max_age,
                     etag: tag,
                     tags: read,
+                    headers: CachedHeaders {
+                        cache_control,
+                        etag,
+                        surrogate_key,
+                    },
                     stored: std::time::Instant::now(),
                 },
                 marked,
@@ -1254,21 +1304,11 @@ fn cached_response(app: &AppState, headers: &HeaderMap, hit: &Cached, age: u32) 
             HeaderValue::from_static(hit.content_type),
         );
     }
-    let cache_control = cache_control_header(app, CacheControl::Public(hit.max_age));
-    for (name, value) in [
-        (header::CACHE_CONTROL, cache_control),
-        (header::ETAG, hit.etag.clone()),
-        (header::AGE, age.to_string()),
-        (
-            header::HeaderName::from_static(SURROGATE_KEY),
-            hit.tags.join(" "),
-        ),
-        (header::VARY, VARY_ON.to_string()),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            out.insert(name, value);
-        }
-    }
+    out.insert(header::CACHE_CONTROL, hit.headers.cache_control.clone());
+    out.insert(header::ETAG, hit.headers.etag.clone());
+    out.insert(header::AGE, HeaderValue::from(age));
+    out.insert(SURROGATE_KEY, hit.headers.surrogate_key.clone());
+    out.insert(header::VARY, HeaderValue::from_static(VARY_ON));
     if app.config.expose_sql_statements {
         out.insert("x-sql-statements", HeaderValue::from(0));
     }

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
@@ -44,7 +45,24 @@ pub struct Cached {
     pub max_age: u32,
     pub etag: String,
     pub tags: Vec<String>,
+    /// The headers of every answer from it, made once, when it is stored.
+    pub headers: CachedHeaders,
     pub stored: Instant,
+}
+
+/// A kept answer's `Cache-Control`, `ETag` and `Surrogate-Key`: a hit clones
+/// them (a reference count each) instead of formatting them again.
+#[derive(Debug, Clone)]
+pub struct CachedHeaders {
+    pub cache_control: HeaderValue,
+    pub etag: HeaderValue,
+    pub surrogate_key: HeaderValue,
+}
+
+impl CachedHeaders {
+    fn len(&self) -> usize {
+        self.cache_control.len() + self.etag.len() + self.surrogate_key.len()
+    }
 }
 
 impl Cached {
@@ -170,7 +188,7 @@ impl ResponseCache {
         let entries = Cache::builder()
             .weigher(|_key: &CacheKey, value: &Arc<Cached>| {
                 let tags: usize = value.tags.iter().map(String::len).sum();
-                (value.body.len() + tags + 128)
+                (value.body.len() + tags + value.headers.len() + 128)
                     .try_into()
                     .unwrap_or(u32::MAX)
             })
@@ -302,6 +320,11 @@ mod tests {
             max_age,
             etag: "\"x\"".into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            headers: CachedHeaders {
+                cache_control: HeaderValue::from_static("public, max-age=60"),
+                etag: HeaderValue::from_static("\"x\""),
+                surrogate_key: HeaderValue::from_static("t"),
+            },
             stored: Instant::now(),
         }
     }

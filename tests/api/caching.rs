@@ -233,11 +233,15 @@ async fn a_hot_public_answer_is_served_from_memory_without_the_database() {
         assert!(keys.split(' ').any(|k| k == tag), "{keys}");
     }
     let etag = header(&first, "etag");
+    let vary = header(&first, "vary");
     let body = first.text().await.unwrap();
 
     let second = get(&app, PRODUCT_PAGE, None).await;
     assert_eq!(statements(&second), 0, "served from the response cache");
+    // The same headers as when it was computed.
     assert_eq!(header(&second, "etag"), etag);
+    assert_eq!(header(&second, "surrogate-key"), keys);
+    assert_eq!(header(&second, "vary"), vary);
     assert_eq!(header(&second, "cache-control"), "public, max-age=5");
     assert!(header(&second, "age").parse::<u32>().unwrap() <= 5);
     assert_eq!(second.text().await.unwrap(), body);

@@ -138,19 +138,13 @@ pub(super) fn classify(
     if prepared.registered.is_none() {
         app.config
             .limits
-            .check_text(&prepared.request.query)
+            .check_text(&prepared.query)
             .map_err(|exceeded| Problem::exceeded(&exceeded))?;
-        prepared.request.data.insert(graph::TextChecked);
+        prepared.text_checked = true;
     }
-    graphql::attach_document(
-        app,
-        &mut prepared.request,
-        prepared.document.take(),
-        std::mem::take(&mut prepared.unparsed),
-    );
-    let name = prepared.request.operation_name.clone();
+    let name = prepared.operation_name.clone();
     Ok(prepared
-        .request
+        .request(app)
         .parsed_query()
         .ok()
         .and_then(|document| graphql::operation_type(document, name.as_deref())))
@@ -171,8 +165,9 @@ pub(super) async fn run(app: &AppState, operation: Operation, request_id: &str) 
         router,
         meter,
     } = operation;
+    let mut prepared = prepared;
+    let mut request = prepared.take_request(app);
     let graphql::Prepared {
-        mut request,
         variables,
         extensions,
         registered,
