@@ -900,7 +900,7 @@ pub(super) async fn prepare(
         .and_then(|e| e.get("cost"))
         .is_some_and(|cost| *cost == serde_json::Value::Bool(true));
     Ok(Prepared {
-        query: resolved.query.clone(),
+        query: resolved.query,
         operation_name,
         variables,
         extensions: extensions.map_or(serde_json::Value::Null, serde_json::Value::Object),
@@ -979,14 +979,13 @@ pub(super) async fn respond(
     app: &AppState,
     headers: &HeaderMap,
     Caller { viewer, admission }: Caller,
-    prepared: Prepared,
+    mut prepared: Prepared,
     media: MediaType,
     request_id: &str,
 ) -> Response {
     let content_type = media.content_type();
     let viewer_is_authenticated = viewer.is_authenticated();
     let span = tracing::Span::current();
-    let mut prepared = prepared;
     let reports_cost = prepared.reports_cost;
     let registered_cost = prepared.registered.as_ref().map(|r| r.cost);
     let operation = match &prepared.registered {
@@ -1202,7 +1201,8 @@ pub(super) async fn respond(
             out.insert(PURGE_KEYS, value);
         }
     }
-    if let (CacheControl::Public(max_age), Some(tag)) = (cache_control, etag) {
+    // A public answer is cacheable, so it has its ETag (`etag_value`).
+    if let CacheControl::Public(max_age) = cache_control {
         let read = tags.tags_read();
         let surrogate_key = HeaderValue::from_str(&read.join(" "));
         if let Ok(value) = &surrogate_key {
@@ -1223,7 +1223,6 @@ pub(super) async fn respond(
                     body: body_bytes,
                     content_type,
                     max_age,
-                    etag: tag,
                     tags: read,
                     headers: CachedHeaders {
                         cache_control,
@@ -1291,7 +1290,7 @@ const PURGE_KEYS: &str = "x-purge-surrogate-keys";
 
 /// An answer from the response cache: no parsing, no database.
 fn cached_response(app: &AppState, headers: &HeaderMap, hit: &Cached, age: u32) -> Response {
-    let not_modified = if_none_match(headers, &hit.etag);
+    let not_modified = if_none_match(headers, hit.headers.etag.to_str().unwrap_or_default());
     let mut http = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {

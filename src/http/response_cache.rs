@@ -43,7 +43,6 @@ pub struct Cached {
     pub body: Bytes,
     pub content_type: &'static str,
     pub max_age: u32,
-    pub etag: String,
     pub tags: Vec<String>,
     /// The headers of every answer from it, made once, when it is stored.
     pub headers: CachedHeaders,
@@ -318,7 +317,6 @@ mod tests {
             body: Bytes::from_static(b"{}"),
             content_type: "application/json",
             max_age,
-            etag: "\"x\"".into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             headers: CachedHeaders {
                 cache_control: HeaderValue::from_static("public, max-age=60"),
@@ -491,7 +489,7 @@ mod tests {
                         let mark = cache.mark();
                         std::thread::yield_now();
                         let mut value = entry(&["t"], 5);
-                        value.etag = mark.0.to_string();
+                        value.headers.etag = HeaderValue::from(mark.0);
                         cache.insert(key(&format!("{reader}-{}", i % 50)), value, mark);
                         if purging.load(Ordering::SeqCst) == 0 {
                             after += 1;
@@ -517,7 +515,7 @@ mod tests {
         for reader in 0..4u8 {
             for i in 0..50 {
                 if let Some(kept) = cache.get(&key(&format!("{reader}-{i}")), true) {
-                    let began: u64 = kept.etag.parse().unwrap();
+                    let began: u64 = kept.headers.etag.to_str().unwrap().parse().unwrap();
                     assert!(
                         began >= last,
                         "kept an answer begun at {began}, before purge {last}"

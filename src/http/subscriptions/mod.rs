@@ -159,13 +159,12 @@ pub(super) fn classify(
 /// subscription field subscribes to its topic before its first await.
 pub(super) async fn run(app: &AppState, operation: Operation, request_id: &str) -> Outcomes {
     let Operation {
-        prepared,
+        mut prepared,
         subscription,
         viewer,
         router,
         meter,
     } = operation;
-    let mut prepared = prepared;
     let mut request = prepared.take_request(app);
     let graphql::Prepared {
         variables,
